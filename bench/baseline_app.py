@@ -1,0 +1,73 @@
+"""The bar memory-service is measured against: the least a Litestar app can do per request.
+
+`POST /rows` stores its raw body (the benchmark sends 1 KiB) as one row in SQLite through
+aiosqlite: one connection opened at startup, WAL, synchronous=NORMAL, and autocommit, so every
+request is its own committed transaction, as every acknowledged write of the service must be.
+`GET /hello` answers a small JSON without touching the database.
+
+It is served exactly like the service: uvicorn, uvloop, httptools, no access log, one worker.
+
+    python bench/baseline_app.py --port 8001 --db /tmp/baseline.db
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import aiosqlite
+from litestar import Litestar, Request, get, post
+
+
+@get("/hello")
+async def hello() -> dict[str, str]:
+    return {"hello": "world"}
+
+
+@post("/rows")
+async def insert_row(request: Request) -> dict[str, int | None]:
+    db: aiosqlite.Connection = request.app.state.db
+    cursor = await db.execute("INSERT INTO rows (data) VALUES (?)", (await request.body(),))
+    return {"id": cursor.lastrowid}
+
+
+def create_app(db_path: str) -> Litestar:
+    async def open_db(app: Litestar) -> None:
+        db = await aiosqlite.connect(db_path, isolation_level=None)  # autocommit
+        mode = (await (await db.execute("PRAGMA journal_mode=WAL")).fetchone())[0]
+        if mode != "wal":
+            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r})")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA busy_timeout=10000")
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
+        )
+        app.state.db = db
+
+    async def close_db(app: Litestar) -> None:
+        await app.state.db.close()
+
+    return Litestar([hello, insert_row], on_startup=[open_db], on_shutdown=[close_db])
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    args = parser.parse_args()
+    uvicorn.run(
+        create_app(args.db),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        workers=1,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Throughput of memory-service against a minimal Litestar + aiosqlite baseline, with wrk.
+
+    python bench/run.py kv [--rounds 3 --duration 10 --connections 32]
+    python bench/run.py baseline            # the harness alone: baseline insert vs hello
+
+Both servers run as separate processes, started as a user would; scenarios run interleaved
+(A B C A B C ...) and the figures are medians over rounds. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import harness
+from harness import Server
+
+BENCH = Path(__file__).resolve().parent
+VALUE_1K = bytes(range(256)) * 4  # 1 KiB of every byte value: values are raw bytes
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+
+@dataclass
+class Ctx:
+    """What scenarios can use: the running servers, the workspace key, the run's options."""
+
+    servers: dict[str, Server]
+    api_key: str
+    threads: int
+    tmp: Path
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@dataclass
+class Scenario:
+    """One kind of request. `path` and `body` may hold `{n}`, a counter over 0..nkeys-1 (each
+    wrk thread starts at its own offset). `setup` runs once before the scenario is first used
+    (e.g. to pre-populate); `script` replaces the generated Lua entirely if given."""
+
+    name: str
+    server: str  # "baseline" or "service"
+    method: str
+    path: str
+    body: bytes | str = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    auth: bool = False  # send the workspace key as `Authorization: Bearer ...`
+    nkeys: int = 1
+    setup: Callable[[Ctx, Scenario], None] | None = None
+    script: Callable[[Ctx, Scenario], str] | None = None
+
+    def request_headers(self, ctx: Ctx) -> dict[str, str]:
+        return {**self.headers, **(ctx.auth() if self.auth else {})}
+
+    def lua(self, ctx: Ctx) -> str:
+        if self.script:
+            return self.script(ctx, self)
+        return harness.lua_script(
+            self.method,
+            self.path,
+            self.body,
+            self.request_headers(ctx),
+            nkeys=self.nkeys,
+            threads=ctx.threads,
+        )
+
+    def check(self, ctx: Ctx) -> None:
+        """Send the scenario's request once (n=0) and insist on a 2xx: never time errors."""
+        body = self.body.encode() if isinstance(self.body, str) else self.body
+        status, answer = harness.http(
+            self.method,
+            ctx.servers[self.server].url + self.path.replace("{n}", "0"),
+            body.replace(b"{n}", b"0") or None,
+            self.request_headers(ctx),
+        )
+        if not 200 <= status < 300:
+            raise SystemExit(
+                f"{self.name}: {self.method} {self.path} answered {status}: {answer[:500]!r}"
+            )
+
+
+def populate(prefix: str, value: bytes) -> Callable[[Ctx, Scenario], None]:
+    """A setup hook that PUTs `value` under `prefix{n}` for every n of the scenario."""
+
+    def setup(ctx: Ctx, sc: Scenario) -> None:
+        url = ctx.servers[sc.server].url
+        for n in range(sc.nkeys):
+            status, answer = harness.http(
+                "PUT", f"{url}{prefix}{n}", value, {**OCTETS, **ctx.auth()}
+            )
+            if not 200 <= status < 300:
+                raise SystemExit(
+                    f"{sc.name} setup: PUT {prefix}{n} answered {status}: {answer[:500]!r}"
+                )
+
+    return setup
+
+
+SCENARIOS: dict[str, Scenario] = {
+    sc.name: sc
+    for sc in [
+        Scenario("baseline-insert", "baseline", "POST", "/rows", VALUE_1K, OCTETS),
+        Scenario("baseline-hello", "baseline", "GET", "/hello"),
+        # 10,000 keys: the first pass inserts, later passes overwrite.
+        Scenario(
+            "kv-set",
+            "service",
+            "PUT",
+            "/api/kv/bench-set-{n}",
+            VALUE_1K,
+            OCTETS,
+            auth=True,
+            nkeys=10_000,
+        ),
+        Scenario(
+            "kv-get",
+            "service",
+            "GET",
+            "/api/kv/bench-get-{n}",
+            auth=True,
+            nkeys=1_000,
+            setup=populate("/api/kv/bench-get-", VALUE_1K),
+        ),
+    ]
+}
+
+
+@dataclass
+class Suite:
+    scenarios: list[str]
+    reference: str
+    targets: dict[str, float]  # scenario -> minimum ratio to the reference
+
+
+SUITES = {
+    "kv": Suite(
+        ["baseline-insert", "kv-set", "kv-get"], "baseline-insert", {"kv-set": 0.7, "kv-get": 1.5}
+    ),
+    "baseline": Suite(["baseline-insert", "baseline-hello"], "baseline-insert", {}),
+}
+
+
+# --- servers -------------------------------------------------------------------------------------
+
+
+def start_baseline(tmp: Path) -> Server:
+    port = harness.free_port()
+    cmd = [
+        sys.executable,
+        str(BENCH / "baseline_app.py"),
+        "--port",
+        str(port),
+        "--db",
+        str(tmp / "baseline.db"),
+    ]
+    return harness.start_server("baseline", cmd, port, tmp / "baseline.log")
+
+
+def start_service(tmp: Path) -> tuple[Server, str]:
+    """Create a workspace and key with the CLI, then `memory-service serve`, as a user would."""
+    exe = Path(sys.executable).with_name("memory-service")
+    exe = str(exe) if exe.exists() else shutil.which("memory-service")
+    if not exe:
+        raise SystemExit("memory-service is not installed: run `./dev setup` first")
+    url = f"sqlite+aiosqlite:///{tmp / 'ms.db'}"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp)}  # nothing outside the temp dir
+    # A quota of 1 TiB: the quota must never refuse a benchmark write.
+    create = [exe, "workspace", "create", "bench", "--quota", str(2**40), "--json"]
+    created = subprocess.run(
+        [*create, "--database-url", url], capture_output=True, text=True, env=env, timeout=60
+    )
+    if created.returncode != 0:
+        raise SystemExit(
+            f"`memory-service workspace create` failed ({created.returncode}):\n"
+            f"{created.stderr}{created.stdout}"
+        )
+    key = json.loads(created.stdout)["key"]
+    port = harness.free_port()
+    cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", url]
+    return harness.start_server("service", cmd, port, tmp / "service.log", env=env), key
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def verdicts(suite: Suite, summary: dict[str, dict]) -> list[dict]:
+    out = []
+    for name, target in suite.targets.items():
+        s = summary[name]
+        verdict = (
+            "INVALID (error responses)"
+            if s["errors"]
+            else "PASS"
+            if s["ratio"] >= target
+            else "MISS"
+        )
+        out.append(
+            {
+                "scenario": name,
+                "reference": suite.reference,
+                "target": target,
+                "ratio": s["ratio"],
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def print_report(
+    suite: Suite, summary: dict[str, dict], targets: list[dict], rss: dict[str, dict]
+) -> None:
+    ref = suite.reference
+    print(
+        f"\n{'scenario':<18}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'x ' + ref:>{len(ref) + 4}}{'errors':>8}   req/s per round"
+    )
+    for name, s in summary.items():
+        rounds = " ".join(f"{r:,.0f}" for r in s["rps_rounds"])
+        print(
+            f"{name:<18}{s['rps_median']:>9,.0f}{s['p50_ms_median']:>9.2f}"
+            f"{s['p99_ms_median']:>9.2f}{s['ratio']:>{len(ref) + 3}.2f}x{s['errors']:>8}"
+            f"   {rounds}"
+        )
+    if targets:
+        print("\ntargets (median of per-round ratios):")
+        for t in targets:
+            print(
+                f"  {t['scenario']:<10} >= {t['target']:.2f}x {t['reference']}:"
+                f" {t['ratio']:.2f}x  {t['verdict']}"
+            )
+    print(
+        "\nserver memory (KiB): "
+        + ", ".join(
+            f"{name} {m['rss_start_kib']:,} at start, peak {m['peak_rss_kib']:,}"
+            for name, m in rss.items()
+        )
+    )
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds per scenario, unmeasured")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit(harness.WRK_MISSING)
+
+    suite = SUITES[args.suite]
+    scenarios = [SCENARIOS[n] for n in suite.scenarios]
+    tmp = Path(tempfile.mkdtemp(prefix="ms-bench-"))
+    servers: dict[str, Server] = {}
+    try:
+        api_key = ""
+        needed = {sc.server for sc in scenarios}
+        if "baseline" in needed:
+            servers["baseline"] = start_baseline(tmp)
+        if "service" in needed:
+            servers["service"], api_key = start_service(tmp)
+        ctx = Ctx(servers, api_key, args.threads, tmp)
+        rss = {
+            n: {"pid": s.pid, "rss_start_kib": harness.rss_kib(s.pid)} for n, s in servers.items()
+        }
+
+        scripts = {}
+        for sc in scenarios:
+            if sc.setup:
+                sc.setup(ctx, sc)
+            sc.check(ctx)
+            scripts[sc.name] = tmp / f"{sc.name}.lua"
+            scripts[sc.name].write_text(sc.lua(ctx))
+            if args.warmup > 0:
+                harness.run_wrk(
+                    servers[sc.server].url,
+                    scripts[sc.name],
+                    args.warmup,
+                    args.connections,
+                    args.threads,
+                )
+
+        def run_one(name: str, rnd: int) -> harness.WrkResult:
+            sc = SCENARIOS[name]
+            res = harness.run_wrk(
+                servers[sc.server].url, scripts[name], args.duration, args.connections, args.threads
+            )
+            print(
+                f"round {rnd + 1}/{args.rounds}  {name:<18}{res.rps:>9,.0f} req/s"
+                f"  p50 {res.p50_ms:.2f} ms  p99 {res.p99_ms:.2f} ms"
+                + (f"  ERRORS {res.errors}" if res.errors else ""),
+                flush=True,
+            )
+            return res
+
+        print(
+            f"{args.suite}: {args.rounds} rounds x {len(scenarios)} scenarios x "
+            f"{args.duration:g}s, {args.connections} connections, {args.threads} wrk threads"
+        )
+        results = harness.interleave(suite.scenarios, args.rounds, run_one)
+        for name, s in servers.items():
+            rss[name]["peak_rss_kib"] = harness.peak_rss_kib(s.pid)
+    finally:
+        for s in servers.values():
+            harness.stop_server(s)
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    summary = harness.summarize(results, suite.reference)
+    targets = verdicts(suite, summary)
+    print_report(suite, summary, targets, rss)
+
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "suite": args.suite,
+                "options": vars(args),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "loadavg_after": os.getloadavg(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "summary": summary,
+                "targets": targets,
+                "memory": rss,
+                "runs": {
+                    n: [{k: v for k, v in asdict(r).items() if k != "raw"} for r in runs]
+                    for n, runs in results.items()
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {out.relative_to(BENCH.parent)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The app factory. Nothing here reads configuration at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+
+from . import __version__
+from .http.admin import AdminController
+from .http.errors import EXCEPTION_HANDLERS
+from .http.kv import KvController
+from .services.container import Services
+from .settings import Settings
+
+log = logging.getLogger("memory_service")
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="memory-service",
+        version=__version__,
+        description=(
+            "Durable conversation memory and a per-workspace key-value store for workflow "
+            'engines. Every error answers `{"success": false, "error": "...", "code": '
+            '"..."}` with a 4xx status.'
+        ),
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http", scheme="bearer", description="Workspace API key."
+                ),
+                "ApiKeyAuth": SecurityScheme(
+                    type="apiKey",
+                    name="X-API-Key",
+                    security_scheme_in="header",
+                    description="Workspace API key.",
+                ),
+                "AdminToken": SecurityScheme(
+                    type="http", scheme="bearer", description="MEMORY_ADMIN_TOKEN."
+                ),
+            }
+        ),
+        security=[{"BearerAuth": []}, {"ApiKeyAuth": []}],
+        tags=[
+            Tag(name="kv", description="Per-workspace key-value store of raw bytes."),
+            Tag(name="admin", description="Workspaces, keys and quotas."),
+        ],
+        use_handler_docstrings=False,
+        create_examples=False,
+    )
+
+
+async def _sweeper(services: Services) -> None:
+    interval = services.settings.sweep_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            freed = await services.kv.sweep()
+            if freed:
+                log.info("sweep freed %d bytes of expired entries", freed)
+        except Exception:  # a failed sweep must not end the loop; the next one retries
+            log.exception("expired-entry sweep failed")
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], int] | None = None
+) -> Litestar:
+    settings = settings or Settings.from_env()
+    services = Services.build(settings, clock) if clock else Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        sweeper = None
+        if settings.sweep_interval_seconds > 0:
+            sweeper = asyncio.create_task(_sweeper(services))
+        try:
+            yield
+        finally:
+            if sweeper:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await services.db.dispose()
+
+    return Litestar(
+        route_handlers=[KvController, AdminController],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        state=State({"services": services}),
+        openapi_config=openapi_config(),
+        # A value may be max_value_bytes; bodies above that are refused before they are read whole.
+        request_max_body_size=settings.max_value_bytes + 64 * 1024,
+        debug=False,
+    )

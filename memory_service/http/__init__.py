@@ -1,0 +1,1 @@
+"""HTTP layer: controllers parse requests, call services and shape responses."""

@@ -1,0 +1,132 @@
+"""Admin HTTP API under /admin: workspaces, keys and quotas. Needs MEMORY_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from ..services.workspaces import WorkspaceService
+from .auth import require_admin
+from .schemas import (
+    CreateKey,
+    CreateWorkspace,
+    Done,
+    KeyInfo,
+    KeyList,
+    NewKey,
+    SetQuota,
+    WorkspaceCreated,
+    WorkspaceInfo,
+    WorkspaceList,
+    WorkspaceOne,
+)
+
+
+def provide_workspaces(state: State) -> WorkspaceService:
+    return state.services.workspaces
+
+
+class AdminController(Controller):
+    path = "/admin"
+    tags = ["admin"]
+    dependencies = {
+        "admin": Provide(require_admin),
+        "workspaces": Provide(provide_workspaces, sync_to_thread=False),
+    }
+    security = [{"AdminToken": []}]
+
+    @post(
+        "/workspaces",
+        operation_id="adminCreateWorkspace",
+        status_code=201,
+        summary="Create a workspace and its first API key (shown once)",
+    )
+    async def create_workspace(
+        self, admin: None, workspaces: WorkspaceService, data: CreateWorkspace
+    ) -> WorkspaceCreated:
+        info, key = await workspaces.create_workspace(data.name, data.quota_bytes)
+        keys = await workspaces.list_keys(data.name)
+        return WorkspaceCreated(
+            success=True,
+            workspace=WorkspaceInfo(**info),
+            key=key.secret,
+            key_info=KeyInfo(**keys[0]),
+        )
+
+    @get("/workspaces", operation_id="adminListWorkspaces", summary="List workspaces")
+    async def list_workspaces(self, admin: None, workspaces: WorkspaceService) -> WorkspaceList:
+        rows = await workspaces.list_workspaces()
+        return WorkspaceList(success=True, workspaces=[WorkspaceInfo(**r) for r in rows])
+
+    @get("/workspaces/{name:str}", operation_id="adminGetWorkspace", summary="One workspace")
+    async def get_workspace(
+        self, admin: None, workspaces: WorkspaceService, name: str
+    ) -> WorkspaceOne:
+        return WorkspaceOne(
+            success=True, workspace=WorkspaceInfo(**await workspaces.describe(name))
+        )
+
+    @delete(
+        "/workspaces/{name:str}",
+        operation_id="adminDeleteWorkspace",
+        status_code=200,
+        summary="Delete a workspace with all its data and keys",
+    )
+    async def delete_workspace(self, admin: None, workspaces: WorkspaceService, name: str) -> Done:
+        await workspaces.delete_workspace(name)
+        return Done(success=True, message=f"workspace {name!r} deleted")
+
+    @put(
+        "/workspaces/{name:str}/quota",
+        operation_id="adminSetQuota",
+        summary="Set a workspace's quota in bytes",
+    )
+    async def set_quota(
+        self, admin: None, workspaces: WorkspaceService, name: str, data: SetQuota
+    ) -> WorkspaceOne:
+        info = await workspaces.set_quota(name, data.quota_bytes)
+        return WorkspaceOne(success=True, workspace=WorkspaceInfo(**info))
+
+    @get(
+        "/workspaces/{name:str}/keys",
+        operation_id="adminListKeys",
+        summary="List a workspace's keys (never their secrets)",
+    )
+    async def list_keys(self, admin: None, workspaces: WorkspaceService, name: str) -> KeyList:
+        rows = await workspaces.list_keys(name)
+        return KeyList(success=True, keys=[KeyInfo(**r) for r in rows])
+
+    @post(
+        "/workspaces/{name:str}/keys",
+        operation_id="adminCreateKey",
+        status_code=201,
+        summary="Create an API key (the secret is shown once)",
+    )
+    async def create_key(
+        self, admin: None, workspaces: WorkspaceService, name: str, data: CreateKey | None = None
+    ) -> NewKey:
+        label = data.label if data else ""
+        key = await workspaces.create_key(name, label)
+        info = next(k for k in await workspaces.list_keys(name) if k["id"] == key.id)
+        return NewKey(success=True, key=key.secret, key_info=KeyInfo(**info))
+
+    @post(
+        "/sweep",
+        operation_id="adminSweep",
+        status_code=200,
+        summary="Delete expired KV entries now and free their bytes (also runs periodically)",
+    )
+    async def sweep(self, admin: None, state: State) -> Done:
+        freed = await state.services.kv.sweep()
+        return Done(success=True, message=f"freed {freed} bytes")
+
+    @delete(
+        "/keys/{key_id:int}",
+        operation_id="adminRevokeKey",
+        status_code=200,
+        summary="Revoke an API key",
+    )
+    async def revoke_key(self, admin: None, workspaces: WorkspaceService, key_id: int) -> Done:
+        await workspaces.revoke_key(key_id)
+        return Done(success=True, message=f"key {key_id} revoked")

@@ -1,0 +1,92 @@
+"""One error envelope for everything: `{"success": false, "error": "...", "code": "..."}`.
+
+Registered at the app layer, because router-level 404/405 reach only app-level handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ..services.errors import ServiceError
+
+log = logging.getLogger("memory_service.errors")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+
+
+def envelope(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content={"success": False, "error": message, "code": code},
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _validation_message(exc: ValidationException) -> str:
+    parts = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            where = item.get("key") or item.get("source") or ""
+            msg = item.get("message", "")
+            parts.append(f"{where}: {msg}" if where else str(msg))
+    detail = "; ".join(p for p in parts if p)
+    if "JSON is malformed" in (exc.detail or "") or "malformed" in detail.lower():
+        return f"request body is not valid JSON{': ' + detail if detail else ''}"
+    return f"invalid request: {detail}" if detail else f"invalid request: {exc.detail}"
+
+
+def handle_service_error(_: Request, exc: ServiceError) -> Response:
+    return envelope(exc.status, exc.message, exc.code, exc.headers or None)
+
+
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status >= 500:
+        log.error("server error on %s %s: %s", request.method, request.url.path, exc.detail)
+        return envelope(status, "internal server error", "internal_error")
+    if isinstance(exc, ValidationException):
+        return envelope(400, _validation_message(exc), "invalid_request")
+    message = exc.detail or "error"
+    if status == 404 and message == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    elif status == 413:
+        message = "request body is too large"
+    elif status == 400 and request.method in ("POST", "PUT", "PATCH"):
+        # Litestar reports undecodable bodies as a bare 400 with the decoder's words.
+        message = f"request body is not valid: {message}"
+    return envelope(status, message, _CODES.get(status, "error"), exc.headers or None)
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "internal_error")
+
+
+EXCEPTION_HANDLERS = {
+    ServiceError: handle_service_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,190 @@
+"""KV HTTP API: `/api/kv/{key}` with raw bodies, ETags and conditional requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import unquote_to_bytes
+
+from litestar import Controller, Request, Response, delete, get, head, put
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ..clock import iso
+from ..services.errors import BadRequest
+from ..services.kv import KvService, etag
+from ..services.workspaces import Principal
+from .auth import provide_principal
+from .schemas import KvDeleted, KvItem, KvList, KvWritten, Usage
+
+PREFIX = "/api/kv/"
+KEY_DOC = (
+    "Entry key: 1-512 bytes of UTF-8, no control characters, percent-encoded in the path. "
+    "Keys are opaque: '/' and '..' are ordinary characters, never path segments."
+)
+
+
+def key_from_path(request: Request) -> str:
+    """The key exactly as sent. Decoded from the raw path so that invalid UTF-8, '%2F' and
+    trailing slashes are seen as the client wrote them, not as the router normalised them."""
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).split(b"?", 1)[0]
+    marker = raw.find(PREFIX.encode())
+    rest = raw[marker + len(PREFIX) :] if marker >= 0 else b""
+    try:
+        return unquote_to_bytes(rest).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("key is not valid UTF-8", code="invalid_key") from exc
+
+
+def kv_of(request: Request) -> KvService:
+    return request.app.state.services.kv
+
+
+IfMatch = Annotated[
+    str | None,
+    Parameter(header="If-Match", required=False, description='Entity tag(s) "<version>", or *.'),
+]
+IfNoneMatch = Annotated[str | None, Parameter(header="If-None-Match", required=False)]
+
+
+class KvController(Controller):
+    path = "/api"
+    tags = ["kv"]
+    # One dependency only: Litestar resolves several through an anyio task group per request,
+    # which cost more than the whole database read of a KV get.
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @put(
+        "/kv/{key:path}",
+        operation_id="kvSet",
+        status_code=200,
+        summary="Store raw bytes under a key",
+        description="The body is stored byte for byte with its Content-Type. `If-Match` makes "
+        "the write conditional on the current version, `If-None-Match: *` on absence "
+        "(412 otherwise). 201 when the key was created, 200 when replaced.",
+        responses={},
+    )
+    async def set_value(
+        self,
+        request: Request,
+        principal: Principal,
+        key: Annotated[str, Parameter(description=KEY_DOC)],
+        if_match: IfMatch = None,
+        if_none_match: IfNoneMatch = None,
+        ttl: Annotated[
+            float | None,
+            Parameter(description="Seconds until the entry expires; absent for no expiry."),
+        ] = None,
+    ) -> Response[KvWritten]:
+        name = key_from_path(request)
+        body = await request.body()
+        written = await kv_of(request).set(
+            principal.workspace_id,
+            name,
+            body,
+            content_type=request.headers.get("content-type"),
+            ttl=ttl,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+        tag = etag(written.version)
+        result = KvWritten(
+            success=True,
+            key=name,
+            version=written.version,
+            etag=tag,
+            size=written.size,
+            created=written.created,
+            expires_at=iso(written.expires_at),
+        )
+        return Response(result, status_code=201 if written.created else 200, headers={"ETag": tag})
+
+    @get(
+        "/kv/{key:path}",
+        operation_id="kvGet",
+        summary="Read the bytes stored under a key",
+        media_type="application/octet-stream",
+    )
+    async def get_value(
+        self,
+        request: Request,
+        principal: Principal,
+        key: Annotated[str, Parameter(description=KEY_DOC)],
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[bytes]:
+        value = await kv_of(request).get(principal.workspace_id, key_from_path(request))
+        tag = etag(value.version)
+        headers = {"ETag": tag}
+        if value.expires_at is not None:
+            headers["X-Expires-At"] = iso(value.expires_at)
+        if if_none_match is not None and tag in {t.strip() for t in if_none_match.split(",")}:
+            return Response(b"", status_code=304, headers=headers)
+        return Response(value.value, media_type=value.content_type, headers=headers)
+
+    @head("/kv/{key:path}", operation_id="kvExists", summary="Whether a key exists (200 or 404)")
+    async def exists(
+        self,
+        request: Request,
+        principal: Principal,
+        key: Annotated[str, Parameter(description=KEY_DOC)],
+    ) -> Response[None]:
+        row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
+        headers = {"ETag": etag(row.version), "X-Value-Length": str(row.size - len(row.key))}
+        return Response(None, media_type=row.content_type, headers=headers)
+
+    @delete(
+        "/kv/{key:path}",
+        operation_id="kvDelete",
+        status_code=200,
+        summary="Delete a key (conditional with If-Match)",
+    )
+    async def delete_value(
+        self,
+        request: Request,
+        principal: Principal,
+        key: Annotated[str, Parameter(description=KEY_DOC)],
+        if_match: IfMatch = None,
+    ) -> KvDeleted:
+        name = key_from_path(request)
+        freed = await kv_of(request).delete(principal.workspace_id, name, if_match=if_match)
+        return KvDeleted(success=True, key=name, deleted=True, freed_bytes=freed)
+
+    @get("/kv", operation_id="kvList", summary="List keys by prefix, in byte order, paginated")
+    async def list_values(
+        self,
+        request: Request,
+        principal: Principal,
+        prefix: Annotated[str, Parameter(description="Only keys that start with this.")] = "",
+        limit: Annotated[
+            int | None,
+            Parameter(description="Page size (max documented in settings, default 100, max 1000)."),
+        ] = None,
+        cursor: Annotated[
+            str | None, Parameter(description="nextCursor of the previous page.")
+        ] = None,
+    ) -> KvList:
+        rows, next_cursor = await kv_of(request).list(
+            principal.workspace_id, prefix=prefix, limit=limit, cursor=cursor
+        )
+        items = [
+            KvItem(
+                key=r.key.decode("utf-8"),
+                size=r.size,
+                content_type=r.content_type,
+                version=r.version,
+                etag=etag(r.version),
+                updated_at=iso(r.updated_at),
+                expires_at=iso(r.expires_at),
+            )
+            for r in rows
+        ]
+        return KvList(success=True, items=items, next_cursor=next_cursor)
+
+    @get(
+        "/usage",
+        operation_id="usage",
+        tags=["workspace"],
+        summary="Bytes used and the quota of the caller's workspace",
+    )
+    async def usage(self, request: Request, principal: Principal) -> Usage:
+        figures = await kv_of(request).usage(principal.workspace_id)
+        return Usage(success=True, workspace=principal.workspace, **figures)

@@ -1,0 +1,1 @@
+"""Services: the rules of the product (validation, quotas, versions, transactions)."""

@@ -1,0 +1,383 @@
+"""The per-workspace key-value store: validation, versions, conditional writes, TTL, quota."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import NoResultFound
+
+from ..clock import now_ms
+from ..settings import Settings
+from ..storage import kv as sql
+from ..storage.database import Database
+from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded, TooLarge
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# Values up to this size are read on the event loop's thread (SQLite); larger ones in a thread.
+INLINE_VALUE_BYTES = 64 * 1024
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+
+def check_key(key: str, max_bytes: int) -> bytes:
+    """A key is 1..max_bytes bytes of UTF-8 with no control characters; opaque otherwise."""
+    raw = key.encode("utf-8", "surrogatepass")
+    if not raw:
+        raise BadRequest("key must not be empty", code="invalid_key")
+    if len(raw) > max_bytes:
+        raise BadRequest(f"key is {len(raw)} bytes; the maximum is {max_bytes}", code="invalid_key")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest("key is not valid UTF-8", code="invalid_key") from exc
+    if any(unicodedata.category(ch) == "Cc" for ch in key):
+        raise BadRequest("key must not contain control characters", code="invalid_key")
+    return raw
+
+
+def parse_etags(header: str) -> list[int] | None:
+    """Versions named by an If-Match header; None means `*`. Raises on anything malformed."""
+    header = header.strip()
+    if header == "*":
+        return None
+    versions = []
+    for part in header.split(","):
+        tag = part.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if len(tag) < 3 or tag[0] != '"' or tag[-1] != '"' or not tag[1:-1].isdigit():
+            raise BadRequest(
+                f'malformed entity tag {part.strip()!r} in If-Match: expected "<version>"',
+                code="invalid_precondition",
+            )
+        versions.append(int(tag[1:-1]))
+    return versions
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string that starts with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def encode_cursor(payload: dict) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError
+        return payload
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
+        ) from exc
+
+
+@dataclass(slots=True)
+class Written:
+    version: int
+    created: bool
+    size: int
+    expires_at: int | None
+
+
+@dataclass(slots=True)
+class Value:
+    value: bytes
+    content_type: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    if ttl is None:
+        return None
+    if not (0 < ttl <= MAX_TTL_SECONDS):
+        raise BadRequest(
+            f"ttl must be a number of seconds in (0, {MAX_TTL_SECONDS}]", code="invalid_ttl"
+        )
+    return ttl
+
+
+def charge(conn: Connection, account: sql.Account, delta: int, now: int) -> None:
+    """Charge `delta` bytes to the locked account, or refuse before anything is stored.
+
+    Expired entries still occupy rows until swept; when they stand between a write and the quota,
+    sweep them here, in the same transaction, so that expiry frees bytes exactly when it happens.
+    """
+    if delta > 0 and account.used + delta > account.quota:
+        sweep_account(conn, account, now)
+        if account.used + delta > account.quota:
+            raise QuotaExceeded(
+                f"quota exceeded: this write needs {delta} more bytes; "
+                f"{account.used} of {account.quota} bytes are used",
+            )
+    account.used += delta
+
+
+def sweep_account(conn: Connection, account: sql.Account, now: int) -> int:
+    freed = 0
+    while rows := sql.expired_entries(conn, now, workspace_id=account.workspace_id):
+        sql.delete_entries(conn, [r.id for r in rows])
+        gone = sum(r.size for r in rows)
+        account.used -= gone
+        freed += gone
+    return freed
+
+
+def _is_live(row, now: int) -> bool:  # noqa: ANN001
+    return row is not None and (row.expires_at is None or row.expires_at > now)
+
+
+def _check_match(wanted: list[int] | None, current: int | None) -> None:
+    """`wanted` is the If-Match list (None for `*`); `current` the live version or None."""
+    if current is None:
+        raise PreconditionFailed("If-Match given but the key does not exist")
+    if wanted is not None and current not in wanted:
+        raise PreconditionFailed(
+            f"version mismatch: the entry is at {etag(current)}",
+            headers={"ETag": etag(current)},
+        )
+
+
+@dataclass(slots=True)
+class SetRequest:
+    workspace_id: int
+    key: bytes
+    value: bytes
+    content_type: str
+    expires_at: int | None
+    if_match: list[int] | None | bool  # False: no If-Match header
+    if_none_match: bool
+    now: int
+
+
+def set_txn(conn: Connection, req: SetRequest) -> Written:
+    account = sql.lock_account(conn, req.workspace_id)
+    row = sql.entry_meta(conn, req.workspace_id, req.key)
+    live = _is_live(row, req.now)
+    if req.if_none_match and live:
+        raise PreconditionFailed(
+            "key already exists (If-None-Match: *)", headers={"ETag": etag(row.version)}
+        )
+    if req.if_match is not False:
+        _check_match(req.if_match, row.version if live else None)
+    size = len(req.key) + len(req.value)
+    charge(conn, account, size - (row.size if row else 0), req.now)
+    account.version_seq += 1
+    sql.upsert_entry(
+        conn,
+        workspace_id=req.workspace_id,
+        key=req.key,
+        value=req.value,
+        content_type=req.content_type,
+        size=size,
+        version=account.version_seq,
+        expires_at=req.expires_at,
+        now=req.now,
+    )
+    sql.save_account(conn, account)
+    return Written(account.version_seq, not live, size, req.expires_at)
+
+
+def delete_txn(
+    conn: Connection, workspace_id: int, key: bytes, wanted: list[int] | None | bool, now: int
+) -> tuple[bool, int]:
+    """Returns (was live, bytes freed). An expired entry is removed too, freeing its bytes."""
+    account = sql.lock_account(conn, workspace_id)
+    row = sql.entry_meta(conn, workspace_id, key)
+    live = _is_live(row, now)
+    if wanted is not False:
+        _check_match(wanted, row.version if live else None)
+    if row is None:
+        return False, 0
+    sql.delete_entry(conn, row.id)
+    account.used -= row.size
+    sql.save_account(conn, account)
+    return live, row.size
+
+
+def usage_txn(conn: Connection, workspace_id: int, now: int) -> dict:
+    account = sql.lock_account(conn, workspace_id)
+    if sweep_account(conn, account, now):
+        sql.save_account(conn, account)
+    return {"used": account.used, "quota": account.quota}
+
+
+def sweep_workspace_txn(conn: Connection, workspace_id: int, now: int) -> int:
+    try:
+        account = sql.lock_account(conn, workspace_id)
+    except NoResultFound:  # deleted meanwhile
+        return 0
+    freed = sweep_account(conn, account, now)
+    if freed:
+        sql.save_account(conn, account)
+    return freed
+
+
+class KvService:
+    def __init__(self, db: Database, settings: Settings, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+
+    def key(self, key: str) -> bytes:
+        return check_key(key, self.settings.max_key_bytes)
+
+    async def set(
+        self,
+        workspace_id: int,
+        key: str,
+        value: bytes,
+        *,
+        content_type: str | None = None,
+        ttl: float | None = None,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> Written:
+        raw_key = self.key(key)
+        ttl = check_ttl(ttl)
+        if len(value) > self.settings.max_value_bytes:
+            raise TooLarge(
+                f"value is {len(value)} bytes; the maximum is {self.settings.max_value_bytes}",
+                code="value_too_large",
+            )
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise BadRequest(
+                "If-None-Match on a write supports only '*'", code="invalid_precondition"
+            )
+        now = self.clock()
+        req = SetRequest(
+            workspace_id=workspace_id,
+            key=raw_key,
+            value=value,
+            content_type=(content_type or DEFAULT_CONTENT_TYPE)[:255],
+            expires_at=now + int(ttl * 1000) if ttl is not None else None,
+            if_match=parse_etags(if_match) if if_match is not None else False,
+            if_none_match=if_none_match is not None,
+            now=now,
+        )
+        return await self.db.write(set_txn, req)
+
+    async def get(self, workspace_id: int, key: str) -> Value:
+        raw_key = self.key(key)
+        for _ in range(5):
+            row = await self.db.read(
+                sql.get_entry, workspace_id, raw_key, self.clock(), INLINE_VALUE_BYTES, inline=True
+            )
+            if row is None:
+                raise NotFound("key not found", code="key_not_found")
+            value = row.value
+            if value is None:  # large: read it off the event loop, at the version just seen
+                value = await self.db.read(sql.get_value, workspace_id, raw_key, row.version)
+                if value is None:
+                    continue  # overwritten in between: read the new version
+            return Value(value, row.content_type, row.version, row.expires_at, row.updated_at)
+        raise Conflict("key is being rewritten too fast to read; retry", code="busy_key")
+
+    async def head(self, workspace_id: int, key: str):  # noqa: ANN201
+        row = await self.db.read(
+            sql.head_entry, workspace_id, self.key(key), self.clock(), inline=True
+        )
+        if row is None:
+            raise NotFound("key not found", code="key_not_found")
+        return row
+
+    async def exists(self, workspace_id: int, key: str) -> bool:
+        try:
+            await self.head(workspace_id, key)
+        except NotFound:
+            return False
+        return True
+
+    async def delete(self, workspace_id: int, key: str, *, if_match: str | None = None) -> int:
+        """Delete a live entry; returns the bytes freed."""
+        raw_key = self.key(key)
+        wanted = parse_etags(if_match) if if_match is not None else False
+        live, freed = await self.db.write(delete_txn, workspace_id, raw_key, wanted, self.clock())
+        if not live:
+            raise NotFound("key not found", code="key_not_found")
+        return freed
+
+    async def list(
+        self,
+        workspace_id: int,
+        *,
+        prefix: str = "",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list, str | None]:
+        limit = self.page_limit(limit)
+        raw_prefix = prefix.encode("utf-8", "surrogatepass")
+        if len(raw_prefix) > self.settings.max_key_bytes:
+            raise BadRequest(
+                f"prefix is longer than {self.settings.max_key_bytes} bytes", code="invalid_prefix"
+            )
+        lower, inclusive = raw_prefix, True
+        if cursor:
+            payload = decode_cursor(cursor)
+            try:
+                after = bytes.fromhex(payload["after"])
+                same_query = payload["prefix"] == raw_prefix.hex()
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadRequest(
+                    "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
+                ) from exc
+            if not same_query or not after.startswith(raw_prefix):
+                raise BadRequest(
+                    "cursor belongs to a listing with another prefix", code="invalid_cursor"
+                )
+            lower, inclusive = after, False
+        rows = await self.db.read(
+            sql.list_entries,
+            workspace_id,
+            lower,
+            inclusive,
+            prefix_upper_bound(raw_prefix),
+            limit + 1,
+            self.clock(),
+        )
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor({"after": rows[-1].key.hex(), "prefix": raw_prefix.hex()})
+        return rows, next_cursor
+
+    def page_limit(self, limit: int | None) -> int:
+        if limit is None:
+            return self.settings.default_page_size
+        if limit < 1 or limit > self.settings.max_page_size:
+            raise BadRequest(
+                f"limit must be between 1 and {self.settings.max_page_size}", code="invalid_limit"
+            )
+        return limit
+
+    async def usage(self, workspace_id: int) -> dict:
+        """Exact usage: expired entries are swept first, so their bytes are never counted."""
+        return await self.db.write(usage_txn, workspace_id, self.clock())
+
+    async def sweep(self, limit_workspaces: int = 100) -> int:
+        """Background sweep: delete expired entries and free their bytes. Returns bytes freed."""
+        now = self.clock()
+        ids = await self.db.read(sql.workspaces_with_expired, now, limit_workspaces)
+        freed = 0
+        for ws_id in ids:
+            freed += await self.db.write(sweep_workspace_txn, ws_id, now)
+        return freed

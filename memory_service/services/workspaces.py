@@ -1,0 +1,208 @@
+"""Workspaces, API keys and authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..clock import iso, now_ms
+from ..settings import Settings
+from ..storage import workspaces as sql
+from ..storage.database import Database
+from .errors import BadRequest, Conflict, NotFound, Unauthorized
+
+KEY_PREFIX = "msk_"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def hash_key(secret: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    workspace_id: int
+    workspace: str
+    key_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    id: int
+    workspace: str
+    secret: str
+    prefix: str
+
+
+class WorkspaceService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        # key hash -> (principal, monotonic deadline). Bounded staleness: a key revoked on
+        # another replica is trusted here for at most `auth_cache_seconds`.
+        self._cache: dict[str, tuple[Principal, float]] = {}
+
+    # --- authentication -------------------------------------------------------------------
+    async def authenticate(self, secret: str | None) -> Principal:
+        if not secret:
+            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
+        digest = hash_key(secret)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        row = await self.db.read(sql.key_by_hash, digest, inline=True)
+        if row is None:
+            self._cache.pop(digest, None)
+            raise Unauthorized("invalid or revoked API key")
+        principal = Principal(row.workspace_id, row.name, row.id)
+        if self.settings.auth_cache_seconds > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (principal, now + self.settings.auth_cache_seconds)
+        return principal
+
+    # --- administration ---------------------------------------------------------------------
+    def _check_quota(self, quota: int | None) -> int:
+        if quota is None:
+            return self.settings.default_quota_bytes
+        if quota < 0:
+            raise BadRequest("quotaBytes must be >= 0", code="invalid_quota")
+        return quota
+
+    async def create_workspace(
+        self, name: str, quota: int | None = None
+    ) -> tuple[dict, CreatedKey]:
+        check_name(name)
+        quota = self._check_quota(quota)
+        try:
+            key = await self.db.write(_create_workspace_txn, name, quota, now_ms())
+        except IntegrityError as exc:
+            raise Conflict(f"workspace {name!r} already exists", code="workspace_exists") from exc
+        return await self.describe(name), key
+
+    async def ensure_default(self) -> CreatedKey | None:
+        """On an empty database, create the `default` workspace; returns its key, once."""
+        if await self.db.read(sql.count_workspaces) > 0:
+            return None
+        try:
+            _, key = await self.create_workspace("default")
+        except Conflict:
+            return None  # another replica won the race
+        return key
+
+    async def describe(self, name: str) -> dict:
+        return await self.db.read(_describe_txn, name)
+
+    async def list_workspaces(self) -> list[dict]:
+        rows = await self.db.read(sql.list_workspaces)
+        return [workspace_view(r, r.active_keys) for r in rows]
+
+    async def delete_workspace(self, name: str) -> None:
+        ws_id = await self.db.write(_delete_workspace_txn, name)
+        self._cache = {k: v for k, v in self._cache.items() if v[0].workspace_id != ws_id}
+
+    async def set_quota(self, name: str, quota: int) -> dict:
+        quota = self._check_quota(quota)
+        await self.db.write(_set_quota_txn, name, quota)
+        return await self.describe(name)
+
+    async def create_key(self, name: str, label: str = "") -> CreatedKey:
+        if len(label) > 128:
+            raise BadRequest("label must be at most 128 characters", code="invalid_label")
+        return await self.db.write(_create_key_txn, name, label, now_ms())
+
+    async def list_keys(self, name: str) -> list[dict]:
+        return await self.db.read(_list_keys_txn, name)
+
+    async def revoke_key(self, key_id: int) -> None:
+        row = await self.db.write(sql.revoke_key, key_id, now_ms())
+        if row is None:
+            raise NotFound(f"no live API key with id {key_id}", code="key_not_found")
+        self._cache.pop(row.key_hash, None)
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise BadRequest(
+            "workspace name must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            code="invalid_name",
+        )
+
+
+def _workspace_id(conn: Connection, name: str) -> int:
+    row = sql.workspace_by_name(conn, name)
+    if row is None:
+        raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
+    return row.id
+
+
+def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
+    secret = new_secret()
+    prefix = secret[: len(KEY_PREFIX) + 6]
+    key_id = sql.insert_key(conn, ws_id, hash_key(secret), prefix, label, now)
+    return CreatedKey(key_id, ws_name, secret, prefix)
+
+
+def _create_workspace_txn(conn: Connection, name: str, quota: int, now: int) -> CreatedKey:
+    ws_id = sql.insert_workspace(conn, name, quota, now)
+    return _insert_key(conn, ws_id, name, "initial", now)
+
+
+def _create_key_txn(conn: Connection, name: str, label: str, now: int) -> CreatedKey:
+    return _insert_key(conn, _workspace_id(conn, name), name, label, now)
+
+
+def _describe_txn(conn: Connection, name: str) -> dict:
+    row = sql.workspace_by_name(conn, name)
+    if row is None:
+        raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
+    keys = sql.list_keys(conn, row.id)
+    return workspace_view(row, sum(1 for k in keys if k.revoked_at is None))
+
+
+def _delete_workspace_txn(conn: Connection, name: str) -> int:
+    ws_id = _workspace_id(conn, name)
+    sql.delete_workspace(conn, ws_id)
+    return ws_id
+
+
+def _set_quota_txn(conn: Connection, name: str, quota: int) -> None:
+    sql.set_quota(conn, _workspace_id(conn, name), quota)
+
+
+def _list_keys_txn(conn: Connection, name: str) -> list[dict]:
+    return [key_view(r, name) for r in sql.list_keys(conn, _workspace_id(conn, name))]
+
+
+def workspace_view(row, active_keys: int) -> dict:  # noqa: ANN001
+    return {
+        "name": row.name,
+        "quota_bytes": row.quota_bytes,
+        "used_bytes": row.used_bytes,
+        "active_keys": active_keys,
+        "created_at": iso(row.created_at),
+    }
+
+
+def key_view(row, workspace: str) -> dict:  # noqa: ANN001
+    return {
+        "id": row.id,
+        "workspace": workspace,
+        "prefix": row.prefix,
+        "label": row.label,
+        "created_at": iso(row.created_at),
+        "revoked_at": iso(row.revoked_at),
+    }

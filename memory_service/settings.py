@@ -1,0 +1,94 @@
+"""Settings, read from the environment only when asked (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "memory-service"
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. `Settings.from_env()` documents the variable names."""
+
+    database_url: str = ""
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # KV limits
+    max_value_bytes: int = 25 * MiB
+    default_quota_bytes: int = 100 * MiB
+    max_key_bytes: int = 512
+    # Listing and memory limits
+    max_page_size: int = 1000
+    default_page_size: int = 100
+    max_message_page: int = 1000
+    max_content_bytes: int = 256 * 1024
+    max_batch_messages: int = 1000
+    # How long a replica may keep trusting an API key it has already checked; a revoked key stops
+    # working on every replica within this many seconds.
+    auth_cache_seconds: float = 5.0
+    sweep_interval_seconds: float = 30.0
+    sqlite_busy_timeout_ms: int = 10_000
+    sqlite_synchronous: str = "NORMAL"
+    pg_pool_size: int = 10
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        url = env.get("MEMORY_DATABASE_URL") or sqlite_url(default_data_dir() / "memory.db")
+        settings = cls(
+            database_url=url,
+            admin_token=env.get("MEMORY_ADMIN_TOKEN") or None,
+            host=env.get("MEMORY_HOST", "127.0.0.1"),
+            port=_int(env, "MEMORY_PORT", 8080),
+            max_value_bytes=_int(env, "MEMORY_MAX_VALUE_BYTES", 25 * MiB),
+            default_quota_bytes=_int(env, "MEMORY_DEFAULT_QUOTA_BYTES", 100 * MiB),
+            max_page_size=_int(env, "MEMORY_MAX_PAGE_SIZE", 1000),
+            default_page_size=_int(env, "MEMORY_DEFAULT_PAGE_SIZE", 100),
+            max_message_page=_int(env, "MEMORY_MAX_MESSAGE_PAGE", 1000),
+            max_content_bytes=_int(env, "MEMORY_MAX_CONTENT_BYTES", 256 * 1024),
+            max_batch_messages=_int(env, "MEMORY_MAX_BATCH_MESSAGES", 1000),
+            auth_cache_seconds=_float(env, "MEMORY_AUTH_CACHE_SECONDS", 5.0),
+            sweep_interval_seconds=_float(env, "MEMORY_SWEEP_INTERVAL_SECONDS", 30.0),
+            sqlite_synchronous=env.get("MEMORY_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
+            pg_pool_size=_int(env, "MEMORY_PG_POOL_SIZE", 10),
+            log_level=env.get("MEMORY_LOG_LEVEL", "INFO").upper(),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def sqlite_url(path: Path | str) -> str:
+    return f"sqlite+aiosqlite:///{Path(path).resolve()}"

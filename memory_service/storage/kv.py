@@ -1,0 +1,203 @@
+"""SQL for the key-value store and the per-workspace byte accounting it shares with memories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Row
+
+from .tables import kv_entry_t, workspace_t
+
+E = kv_entry_t.c
+W = workspace_t.c
+
+
+def live(now):  # noqa: ANN001, ANN201
+    """Entries that have not expired. Every read applies it, so expiry never waits for a sweep."""
+    return or_(E.expires_at.is_(None), E.expires_at > now)
+
+
+# The hot statements are built once, with bind parameters: building and cache-keying a statement
+# per call costs more than SQLite takes to run it.
+_LOCK_ACCOUNT = (
+    select(W.used_bytes, W.quota_bytes, W.version_seq)
+    .where(W.id == bindparam("ws"))
+    .with_for_update()
+)
+_SAVE_ACCOUNT = (
+    update(workspace_t)
+    .where(W.id == bindparam("ws"))
+    .values(used_bytes=bindparam("used"), version_seq=bindparam("seq"))
+)
+_ENTRY_META = select(E.id, E.size, E.version, E.expires_at).where(
+    E.workspace_id == bindparam("ws"), E.key == bindparam("key")
+)
+# The value only when it is at most :inline bytes (SQLite's length() of a blob reads no
+# content), so that a large value is fetched separately, off the event loop.
+_GET_ENTRY = select(
+    case((E.size - func.length(E.key) <= bindparam("inline"), E.value), else_=None).label("value"),
+    (E.size - func.length(E.key)).label("value_size"),
+    E.content_type,
+    E.version,
+    E.expires_at,
+    E.updated_at,
+).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
+_GET_VALUE = select(E.value).where(
+    E.workspace_id == bindparam("ws"), E.key == bindparam("key"), E.version == bindparam("version")
+)
+_HEAD_ENTRY = select(E.size, E.key, E.content_type, E.version, E.expires_at, E.updated_at).where(
+    E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now"))
+)
+_DELETE_ENTRY = delete(kv_entry_t).where(E.id == bindparam("id"))
+_UPSERT_COLUMNS = (
+    "value",
+    "content_type",
+    "size",
+    "version",
+    "expires_at",
+    "updated_at",
+    "created_at",
+)  # an overwrite of an expired entry is a new entry
+
+
+def _upsert(insert_fn):  # noqa: ANN001, ANN202
+    stmt = insert_fn(kv_entry_t)
+    return stmt.on_conflict_do_update(
+        index_elements=[E.workspace_id, E.key],
+        set_={name: getattr(stmt.excluded, name) for name in _UPSERT_COLUMNS},
+    )
+
+
+_UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
+
+
+@dataclass(slots=True)
+class Account:
+    """A workspace's counters, read under the workspace row lock for the rest of a transaction."""
+
+    workspace_id: int
+    used: int
+    quota: int
+    version_seq: int
+
+
+def lock_account(conn: Connection, workspace_id: int) -> Account:
+    """Lock the workspace row (PostgreSQL; SQLite writers are serialised already) and read it.
+
+    Every write of a workspace takes this lock first, so quota checks, versions and
+    compare-and-set decisions are made one at a time per workspace, on every replica.
+    """
+    row = conn.execute(_LOCK_ACCOUNT, {"ws": workspace_id}).one()
+    return Account(workspace_id, row.used_bytes, row.quota_bytes, row.version_seq)
+
+
+def save_account(conn: Connection, account: Account) -> None:
+    conn.execute(
+        _SAVE_ACCOUNT,
+        {"ws": account.workspace_id, "used": account.used, "seq": account.version_seq},
+    )
+
+
+def entry_meta(conn: Connection, workspace_id: int, key: bytes) -> Row | None:
+    """The stored entry (expired or not) without its value."""
+    return conn.execute(_ENTRY_META, {"ws": workspace_id, "key": key}).first()
+
+
+def upsert_entry(
+    conn: Connection,
+    *,
+    workspace_id: int,
+    key: bytes,
+    value: bytes,
+    content_type: str,
+    size: int,
+    version: int,
+    expires_at: int | None,
+    now: int,
+) -> None:
+    params = {
+        "workspace_id": workspace_id,
+        "key": key,
+        "value": value,
+        "content_type": content_type,
+        "size": size,
+        "version": version,
+        "expires_at": expires_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn.execute(_UPSERT[conn.dialect.name], params)
+
+
+def delete_entry(conn: Connection, entry_id: int) -> None:
+    conn.execute(_DELETE_ENTRY, {"id": entry_id})
+
+
+def get_entry(
+    conn: Connection, workspace_id: int, key: bytes, now: int, inline_max: int
+) -> Row | None:
+    """The live entry; its `value` is None when larger than `inline_max` (see get_value)."""
+    params = {"ws": workspace_id, "key": key, "now": now, "inline": inline_max}
+    return conn.execute(_GET_ENTRY, params).first()
+
+
+def get_value(conn: Connection, workspace_id: int, key: bytes, version: int) -> bytes | None:
+    """The value of exactly that version (None if it changed since)."""
+    return conn.execute(_GET_VALUE, {"ws": workspace_id, "key": key, "version": version}).scalar()
+
+
+def head_entry(conn: Connection, workspace_id: int, key: bytes, now: int) -> Row | None:
+    return conn.execute(_HEAD_ENTRY, {"ws": workspace_id, "key": key, "now": now}).first()
+
+
+def list_entries(
+    conn: Connection,
+    workspace_id: int,
+    lower: bytes,
+    lower_inclusive: bool,
+    upper: bytes | None,
+    limit: int,
+    now: int,
+) -> list[Row]:
+    """Live entries with lower <=/< key < upper, in byte order of the key."""
+    conds = [E.workspace_id == workspace_id, live(now)]
+    conds.append(E.key >= lower if lower_inclusive else E.key > lower)
+    if upper is not None:
+        conds.append(E.key < upper)
+    result = conn.execute(
+        select(E.key, E.size, E.content_type, E.version, E.expires_at, E.updated_at)
+        .where(and_(*conds))
+        .order_by(E.key)
+        .limit(limit)
+    )
+    return list(result)
+
+
+def expired_entries(
+    conn: Connection, now: int, *, workspace_id: int, limit: int = 1000
+) -> list[Row]:
+    stmt = select(E.id, E.size).where(E.workspace_id == workspace_id, E.expires_at <= now)
+    result = conn.execute(stmt.order_by(E.id).limit(limit))
+    return list(result)
+
+
+def delete_entries(conn: Connection, ids: list[int]) -> None:
+    conn.execute(delete(kv_entry_t).where(E.id.in_(ids)))
+
+
+def workspaces_with_expired(conn: Connection, now: int, limit: int) -> list[int]:
+    result = conn.execute(
+        select(E.workspace_id).where(E.expires_at <= now).group_by(E.workspace_id).limit(limit)
+    )
+    return [r[0] for r in result]
+
+
+def stored_bytes(conn: Connection, workspace_id: int) -> int:
+    """Recount of what the workspace stores in KV entries (for checks, not for the hot path)."""
+    result = conn.execute(
+        select(func.coalesce(func.sum(E.size), 0)).where(E.workspace_id == workspace_id)
+    )
+    return int(result.scalar_one())

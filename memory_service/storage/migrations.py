@@ -1,0 +1,62 @@
+"""Run Alembic migrations programmatically (the CLI's `migrate`, and `serve` at start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config(database_url: str) -> Config:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    cfg.attributes["database_url"] = database_url
+    return cfg
+
+
+def head_revision(database_url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+
+
+async def upgrade(database_url: str, revision: str = "head") -> None:
+    """Upgrade the database to `revision`, sharing one connection with Alembic."""
+    cfg = alembic_config(database_url)
+    engine = create_async_engine(database_url)
+    if engine.dialect.name == "sqlite":
+        _transactional_sqlite(engine)
+    try:
+        async with engine.connect() as conn:
+
+            def _run(sync_conn) -> None:  # noqa: ANN001
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, revision)
+
+            await conn.run_sync(_run)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+def _transactional_sqlite(engine) -> None:  # noqa: ANN001
+    """Let SQLite run each migration in a real transaction (the driver would not open one before
+    DDL), so a failed migration leaves the database as it was."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())

@@ -200,7 +200,7 @@ def parse_wrk(out: str) -> WrkResult:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
     if not rps:
         raise RuntimeError(f"could not parse wrk output:\n{out}")
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)[ \t]*$", out, re.M))  # "1.01s " ends in a space
     requests = re.search(r"^\s+(\d+) requests in", out, re.M)
     errors = sum(
         int(n)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import harness
+import memory_bench
 from harness import Server
 
 BENCH = Path(__file__).resolve().parent
@@ -132,6 +133,71 @@ SCENARIOS: dict[str, Scenario] = {
             nkeys=1_000,
             setup=populate("/api/kv/bench-get-", VALUE_1K),
         ),
+        # Memory (suite `memory`): a new memory per add, 1 KiB of content like the baseline row.
+        Scenario(
+            "memory-add",
+            "service",
+            "POST",
+            "/api/memory",
+            json.dumps(
+                {"conversationId": "bench-add-{n}", "role": "user", "content": memory_bench.TEXT_1K}
+            ),
+            memory_bench.JSON,
+            auth=True,
+            nkeys=10_000,
+        ),
+        # Appends to memories of 10 messages (1,000 of them, so that each stays small) and to
+        # one of 100,000: the same cost is the point.
+        Scenario(
+            "memory-append-10",
+            "service",
+            "POST",
+            "/api/memory",
+            json.dumps(
+                {
+                    "conversationId": memory_bench.SMALL + "{n}",
+                    "role": "user",
+                    "content": memory_bench.TEXT_200,
+                }
+            ),
+            memory_bench.JSON,
+            auth=True,
+            nkeys=memory_bench.SMALL_MEMORIES,
+            setup=memory_bench.populate_small,
+        ),
+        Scenario(
+            "memory-append-100k",
+            "service",
+            "POST",
+            "/api/memory",
+            json.dumps(
+                {
+                    "conversationId": memory_bench.BIG,
+                    "role": "user",
+                    "content": memory_bench.TEXT_200,
+                }
+            ),
+            memory_bench.JSON,
+            auth=True,
+            setup=memory_bench.populate_big,
+        ),
+        Scenario(
+            "memory-last20-10",
+            "service",
+            "GET",
+            "/api/memory?conversationId=" + memory_bench.SMALL + "{n}&lastN=20",
+            auth=True,
+            nkeys=memory_bench.SMALL_MEMORIES,
+            setup=memory_bench.populate_small,
+        ),
+        Scenario(
+            "memory-last20-100k",
+            "service",
+            "GET",
+            f"/api/memory?conversationId={memory_bench.BIG}&lastN=20",
+            auth=True,
+            setup=memory_bench.populate_big,
+        ),
     ]
 }
 
@@ -141,6 +207,11 @@ class Suite:
     scenarios: list[str]
     reference: str
     targets: dict[str, float]  # scenario -> minimum ratio to the reference
+    # scenario -> (other scenario, maximum cost ratio): this one's time per request (1/req/s,
+    # and p50) at most that many times the other's, paired per round.
+    costs: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # name -> measurement run once after setup, before the rounds; its dict goes to the report.
+    probes: dict[str, Callable[[Ctx], dict]] = field(default_factory=dict)
 
 
 SUITES = {
@@ -148,7 +219,49 @@ SUITES = {
         ["baseline-insert", "kv-set", "kv-get"], "baseline-insert", {"kv-set": 0.7, "kv-get": 1.5}
     ),
     "baseline": Suite(["baseline-insert", "baseline-hello"], "baseline-insert", {}),
+    "memory": Suite(
+        [
+            "baseline-insert",
+            "kv-set",  # for context: the service's other write, through the same machinery
+            "memory-add",
+            "memory-append-10",
+            "memory-append-100k",
+            "memory-last20-10",
+            "memory-last20-100k",
+        ],
+        "baseline-insert",
+        {"memory-add": 0.7},
+        costs={
+            "memory-append-100k": ("memory-append-10", 1.3),
+            "memory-last20-100k": ("memory-last20-10", 1.3),
+        },
+        probes={"read-100k-page-by-page": memory_bench.probe_read_memory},
+    ),
 }
+
+
+def cost_verdicts(suite: Suite, results: dict[str, list[harness.WrkResult]]) -> list[dict]:
+    """Per-round (other's req/s / this one's req/s) and p50 ratios, medians over rounds."""
+    out = []
+    for name, (other, limit) in suite.costs.items():
+        rps = harness.median(
+            [o.rps / r.rps for r, o in zip(results[name], results[other], strict=True) if r.rps]
+        )
+        p50 = harness.median(
+            [r.p50_ms / o.p50_ms for r, o in zip(results[name], results[other], strict=True)]
+        )
+        worst = max(rps, p50)
+        out.append(
+            {
+                "scenario": name,
+                "against": other,
+                "max_cost_ratio": limit,
+                "cost_ratio_rps": rps,
+                "cost_ratio_p50": p50,
+                "verdict": "PASS" if worst <= limit else "MISS",
+            }
+        )
+    return out
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -295,6 +408,10 @@ def main() -> None:
                     args.connections,
                     args.threads,
                 )
+        probes = {}
+        for probe_name, probe in suite.probes.items():
+            probes[probe_name] = probe(ctx)
+            print(f"probe {probe_name}: {json.dumps(probes[probe_name])}", flush=True)
 
         def run_one(name: str, rnd: int) -> harness.WrkResult:
             sc = SCENARIOS[name]
@@ -327,6 +444,18 @@ def main() -> None:
     summary = harness.summarize(results, suite.reference)
     targets = verdicts(suite, summary)
     print_report(suite, summary, targets, rss)
+    costs = cost_verdicts(suite, results)
+    if costs:
+        print("\ncosts (median of per-round ratios; 1.00 = the same cost):")
+        for c in costs:
+            print(
+                f"  {c['scenario']} vs {c['against']}: {c['cost_ratio_rps']:.2f}x by req/s, "
+                f"{c['cost_ratio_p50']:.2f}x by p50 (<= {c['max_cost_ratio']:.2f}x)  {c['verdict']}"
+            )
+    for probe_name, figures in probes.items():
+        print(f"\nprobe {probe_name}:")
+        for k, v in figures.items():
+            print(f"  {k}: {v:,}")
 
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)
@@ -344,6 +473,8 @@ def main() -> None:
                 },
                 "summary": summary,
                 "targets": targets,
+                "costs": costs,
+                "probes": probes,
                 "memory": rss,
                 "runs": {
                     n: [{k: v for k, v in asdict(r).items() if k != "raw"} for r in runs]

@@ -14,8 +14,13 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from . import __version__
 from .http.admin import AdminController
+from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.kv import KvController
+from .http.memory import MemoryController
+from .http.observe import ObserveMiddleware
+from .http.ops import OpsController
+from .http.tools import ToolsController
 from .services.container import Services
 from .settings import Settings
 
@@ -49,8 +54,18 @@ def openapi_config() -> OpenAPIConfig:
         ),
         security=[{"BearerAuth": []}, {"ApiKeyAuth": []}],
         tags=[
+            Tag(
+                name="memory",
+                description="Conversation memories by conversationId and blockId (SPEC 3).",
+            ),
             Tag(name="kv", description="Per-workspace key-value store of raw bytes."),
             Tag(name="admin", description="Workspaces, keys and quotas."),
+            Tag(name="ops", description="Liveness and readiness probes (no credential)."),
+            Tag(
+                name="tools",
+                description="Memory and storage operations as workflow tools: manifests and "
+                "streamed tool messages.",
+            ),
         ],
         use_handler_docstrings=False,
         create_examples=False,
@@ -67,6 +82,10 @@ async def _sweeper(services: Services) -> None:
                 log.info("sweep freed %d bytes of expired entries", freed)
         except Exception:  # a failed sweep must not end the loop; the next one retries
             log.exception("expired-entry sweep failed")
+        try:
+            await services.memory.sweep_idempotency()
+        except Exception:  # likewise: retried at the next interval
+            log.exception("idempotency-record sweep failed")
 
 
 def create_app(
@@ -89,8 +108,14 @@ def create_app(
                     await sweeper
             await services.db.dispose()
 
-    return Litestar(
-        route_handlers=[KvController, AdminController],
+    app = Litestar(
+        route_handlers=[
+            KvController,
+            MemoryController,
+            AdminController,
+            OpsController,
+            ToolsController,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"services": services}),
@@ -98,4 +123,11 @@ def create_app(
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,
         debug=False,
+        # Logging is the process's (JSON lines, set up by `serve`): Litestar must not replace it.
+        logging_config=None,
     )
+    document_errors(app)  # every operation's error answers, in openapi.yaml
+    # Request ids, access logs and request metrics around everything, unrouted requests included
+    # (Litestar's own middleware runs only for requests that matched a route).
+    app.asgi_handler = ObserveMiddleware(app.asgi_handler, services.metrics)
+    return app

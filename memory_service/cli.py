@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import click
 
+from .logs import configure_logging
 from .services.errors import ServiceError
 from .services.workspaces import WorkspaceService
 from .settings import Settings
@@ -75,13 +77,10 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
     import uvicorn
 
     from .app import create_app
+    from .http.protocol import bounded_protocol
 
     settings = _settings(database_url, host=host, port=port)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level)  # JSON lines on stderr; keys go to stdout only
     log = logging.getLogger("memory_service")
     log.info("applying migrations to %s", _redact(settings.database_url))
     asyncio.run(upgrade(settings.database_url))
@@ -107,8 +106,9 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
-        access_log=False,
+        http=bounded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+        access_log=False,  # the app writes its own access lines (with request ids)
+        log_config=None,  # keep the JSON logging set up above
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
@@ -250,3 +250,81 @@ def key_revoke(key_id: int, database_url: str | None) -> None:
     """Revoke an API key by its id (see `key list`)."""
     _with_workspaces(_settings(database_url), lambda ws: ws.revoke_key(key_id))
     click.echo(f"revoked key {key_id}")
+
+
+@main.group()
+def backup() -> None:
+    """Export workspaces to a JSON Lines file, and import such a file (SQLite or PostgreSQL)."""
+
+
+@contextlib.contextmanager
+def _progressbar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _backup_run(fn: Callable[[], Awaitable[T]]) -> T:
+    from .services.backup import BackupError
+
+    try:
+        return asyncio.run(fn())
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # e.g. the export's directory does not exist
+        raise click.ClickException(f"{exc.strerror or exc}: {exc.filename or ''}") from exc
+
+
+@backup.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workspace", default=None, help="Export only this workspace.")
+@click.option(
+    "--without-keys",
+    is_flag=True,
+    help="Leave API key hashes out (keys must then be created anew after a restore).",
+)
+@url_option
+def backup_export(
+    file: Path, workspace: str | None, without_keys: bool, database_url: str | None
+) -> None:
+    """Write a consistent snapshot of the database (or of one workspace) to FILE.
+
+    The file holds the hashes of API keys (never the keys), so keys keep working after a
+    restore; keep it as private as the database itself."""
+    from .services.backup import export_backup
+
+    settings = _settings(database_url)
+    counts = _backup_run(
+        lambda: export_backup(
+            settings.database_url,
+            file,
+            workspace=workspace,
+            with_keys=not without_keys,
+            progress=_progressbar,
+        )
+    )
+    click.echo(f"exported to {file}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@backup.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@url_option
+def backup_import(file: Path, database_url: str | None) -> None:
+    """Import FILE into the database: all of it, in one transaction, or nothing.
+
+    The whole file is checked first (checksum, counts, every record); a workspace that already
+    exists in the database is refused, never merged."""
+    from .services.backup import import_backup
+
+    settings = _settings(database_url)
+
+    async def run():  # noqa: ANN202
+        await upgrade(settings.database_url)
+        return await import_backup(settings.database_url, file, progress=_progressbar)
+
+    plan = _backup_run(run)
+    counts = ", ".join(f"{v} {k}" for k, v in plan.counts.items())
+    click.echo(f"imported {file} into {_redact(settings.database_url)}: {counts or 'nothing'}")
+    if not plan.header.get("apiKeys", True):
+        click.echo(
+            "the file holds no API keys: create them with `memory-service key create WORKSPACE`"
+        )

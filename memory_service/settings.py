@@ -52,6 +52,10 @@ class Settings:
     max_message_page: int = 1000
     max_content_bytes: int = 256 * 1024
     max_batch_messages: int = 1000
+    # A page of memories ends early (with a nextCursor) once it holds this many messages.
+    max_response_messages: int = 10_000
+    # How long an add remembers its Idempotency-Key (a retry within it appends nothing).
+    idempotency_ttl_seconds: float = 24 * 3600.0
     # How long a replica may keep trusting an API key it has already checked; a revoked key stops
     # working on every replica within this many seconds.
     auth_cache_seconds: float = 5.0
@@ -60,6 +64,15 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     pg_pool_size: int = 10
     log_level: str = "INFO"
+    # A request head (request line + headers) larger than this, or not complete within this
+    # many seconds, is refused (431 / 408) and its connection closed: see http/protocol.py.
+    max_header_bytes: int = 64 * 1024
+    header_timeout_seconds: float = 30.0
+    # Per-workspace token bucket (per replica): requests per second and burst. 0 turns it off.
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: int = 0
+    # How long /ready waits for the database before answering 503.
+    ready_timeout_seconds: float = 3.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -77,11 +90,17 @@ class Settings:
             max_message_page=_int(env, "MEMORY_MAX_MESSAGE_PAGE", 1000),
             max_content_bytes=_int(env, "MEMORY_MAX_CONTENT_BYTES", 256 * 1024),
             max_batch_messages=_int(env, "MEMORY_MAX_BATCH_MESSAGES", 1000),
+            max_response_messages=_int(env, "MEMORY_MAX_RESPONSE_MESSAGES", 10_000),
+            idempotency_ttl_seconds=_float(env, "MEMORY_IDEMPOTENCY_TTL_SECONDS", 24 * 3600.0),
             auth_cache_seconds=_float(env, "MEMORY_AUTH_CACHE_SECONDS", 5.0),
             sweep_interval_seconds=_float(env, "MEMORY_SWEEP_INTERVAL_SECONDS", 30.0),
             sqlite_synchronous=env.get("MEMORY_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
             pg_pool_size=_int(env, "MEMORY_PG_POOL_SIZE", 10),
             log_level=env.get("MEMORY_LOG_LEVEL", "INFO").upper(),
+            max_header_bytes=_int(env, "MEMORY_MAX_HEADER_BYTES", 64 * 1024),
+            header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
+            rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
+            rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -22,10 +22,12 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg() -> Iterator[PgServer]:
     if not pg_wanted():
         pytest.skip("PostgreSQL tests skipped (MEMORY_TEST_SKIP_PG=1)")
-    server = PgServer(tmp_path_factory.mktemp("pg")).start()
+    # In the system temp dir, not pytest's: every pytest session (each xdist worker too) resets
+    # /tmp/pytest-of-$USER to mode 700, which would lock the `postgres` user out of its files.
+    server = PgServer().start()
     try:
         yield server
     finally:
@@ -83,27 +85,34 @@ async def stored_bytes(database_url: str, workspace: str) -> int:
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from memory_service.storage.memory_tables import memory_message_t, memory_t
     from memory_service.storage.tables import kv_entry_t, workspace_t
 
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
             ws = select(workspace_t.c.id).where(workspace_t.c.name == workspace).scalar_subquery()
-            total = await conn.execute(
+            kv = await conn.execute(
                 select(func.coalesce(func.sum(kv_entry_t.c.size), 0)).where(
                     kv_entry_t.c.workspace_id == ws
                 )
             )
-            return int(total.scalar_one())
+            # Memory messages count too (the memory rows' own `bytes` column is not trusted).
+            messages = await conn.execute(
+                select(func.coalesce(func.sum(memory_message_t.c.size), 0))
+                .select_from(memory_message_t.join(memory_t))
+                .where(memory_t.c.workspace_id == ws)
+            )
+            return int(kv.scalar_one()) + int(messages.scalar_one())
     finally:
         await engine.dispose()
 
 
 async def make_api(database_url: str, **overrides: object) -> tuple[Api, object]:
     await upgrade(database_url)
-    settings = Settings(
-        database_url=database_url, admin_token=ADMIN_TOKEN, sweep_interval_seconds=0, **overrides
-    )
+    # Overrides may replace the defaults too (e.g. admin_token=None turns the admin API off).
+    overrides = {"admin_token": ADMIN_TOKEN, "sweep_interval_seconds": 0, **overrides}
+    settings = Settings(database_url=database_url, **overrides)
     clock = FakeClock()
     app = create_app(settings, clock=clock)
     return Api(AsyncTestClient(app), clock, settings), app
@@ -122,3 +131,13 @@ async def sqlite_api(sqlite_database_url: str) -> AsyncIterator[Api]:
     made, _ = await make_api(sqlite_database_url)
     async with made.client:
         yield made
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secrets_in_server_logs() -> Iterator[None]:
+    """After the whole run: no log of any live server holds an API key or the admin token."""
+    yield
+    from tests.support.server import secrets_in_logs
+
+    leaks = secrets_in_logs((ADMIN_TOKEN,))
+    assert not leaks, f"secrets found in server logs: {leaks}"

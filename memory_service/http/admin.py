@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from litestar import Controller, delete, get, post, put
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 
 from ..services.workspaces import WorkspaceService
-from .auth import require_admin
+from .auth import admin_guard
 from .schemas import (
     CreateKey,
     CreateWorkspace,
@@ -30,10 +31,10 @@ def provide_workspaces(state: State) -> WorkspaceService:
 class AdminController(Controller):
     path = "/admin"
     tags = ["admin"]
-    dependencies = {
-        "admin": Provide(require_admin),
-        "workspaces": Provide(provide_workspaces, sync_to_thread=False),
-    }
+    # A guard, not a dependency: guards run before the body is parsed, so a caller without the
+    # admin token learns nothing from validation errors (and gets 401/404 whatever it sends).
+    guards = [admin_guard]
+    dependencies = {"workspaces": Provide(provide_workspaces, sync_to_thread=False)}
     security = [{"AdminToken": []}]
 
     @post(
@@ -43,7 +44,9 @@ class AdminController(Controller):
         summary="Create a workspace and its first API key (shown once)",
     )
     async def create_workspace(
-        self, admin: None, workspaces: WorkspaceService, data: CreateWorkspace
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        data: JSONBody[CreateWorkspace],
     ) -> WorkspaceCreated:
         info, key = await workspaces.create_workspace(data.name, data.quota_bytes)
         keys = await workspaces.list_keys(data.name)
@@ -55,13 +58,15 @@ class AdminController(Controller):
         )
 
     @get("/workspaces", operation_id="adminListWorkspaces", summary="List workspaces")
-    async def list_workspaces(self, admin: None, workspaces: WorkspaceService) -> WorkspaceList:
+    async def list_workspaces(self, workspaces: WorkspaceService) -> WorkspaceList:
         rows = await workspaces.list_workspaces()
         return WorkspaceList(success=True, workspaces=[WorkspaceInfo(**r) for r in rows])
 
     @get("/workspaces/{name:str}", operation_id="adminGetWorkspace", summary="One workspace")
     async def get_workspace(
-        self, admin: None, workspaces: WorkspaceService, name: str
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        name: FromPath[str],
     ) -> WorkspaceOne:
         return WorkspaceOne(
             success=True, workspace=WorkspaceInfo(**await workspaces.describe(name))
@@ -73,7 +78,11 @@ class AdminController(Controller):
         status_code=200,
         summary="Delete a workspace with all its data and keys",
     )
-    async def delete_workspace(self, admin: None, workspaces: WorkspaceService, name: str) -> Done:
+    async def delete_workspace(
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        name: FromPath[str],
+    ) -> Done:
         await workspaces.delete_workspace(name)
         return Done(success=True, message=f"workspace {name!r} deleted")
 
@@ -83,7 +92,10 @@ class AdminController(Controller):
         summary="Set a workspace's quota in bytes",
     )
     async def set_quota(
-        self, admin: None, workspaces: WorkspaceService, name: str, data: SetQuota
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        name: FromPath[str],
+        data: JSONBody[SetQuota],
     ) -> WorkspaceOne:
         info = await workspaces.set_quota(name, data.quota_bytes)
         return WorkspaceOne(success=True, workspace=WorkspaceInfo(**info))
@@ -93,7 +105,11 @@ class AdminController(Controller):
         operation_id="adminListKeys",
         summary="List a workspace's keys (never their secrets)",
     )
-    async def list_keys(self, admin: None, workspaces: WorkspaceService, name: str) -> KeyList:
+    async def list_keys(
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        name: FromPath[str],
+    ) -> KeyList:
         rows = await workspaces.list_keys(name)
         return KeyList(success=True, keys=[KeyInfo(**r) for r in rows])
 
@@ -104,7 +120,10 @@ class AdminController(Controller):
         summary="Create an API key (the secret is shown once)",
     )
     async def create_key(
-        self, admin: None, workspaces: WorkspaceService, name: str, data: CreateKey | None = None
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        name: FromPath[str],
+        data: JSONBody[CreateKey | None] = None,
     ) -> NewKey:
         label = data.label if data else ""
         key = await workspaces.create_key(name, label)
@@ -117,7 +136,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Delete expired KV entries now and free their bytes (also runs periodically)",
     )
-    async def sweep(self, admin: None, state: State) -> Done:
+    async def sweep(self, state: State) -> Done:
         freed = await state.services.kv.sweep()
         return Done(success=True, message=f"freed {freed} bytes")
 
@@ -127,6 +146,10 @@ class AdminController(Controller):
         status_code=200,
         summary="Revoke an API key",
     )
-    async def revoke_key(self, admin: None, workspaces: WorkspaceService, key_id: int) -> Done:
+    async def revoke_key(
+        self,
+        workspaces: NamedDependency[WorkspaceService],
+        key_id: FromPath[int],
+    ) -> Done:
         await workspaces.revoke_key(key_id)
         return Done(success=True, message=f"key {key_id} revoked")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
 
 from ..services.errors import NotFound, Unauthorized
 from ..services.workspaces import Principal
 
 
-def bearer_or_api_key(request: Request) -> str | None:
+def bearer_or_api_key(request: ASGIConnection) -> str | None:
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
@@ -21,16 +23,26 @@ def bearer_or_api_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+# Where the workspace of an authenticated request is noted for its access log line.
+WORKSPACE_SCOPE_KEY = "memory_service.workspace"
+
+
 async def provide_principal(request: Request, state: State) -> Principal:
-    return await state.services.workspaces.authenticate(bearer_or_api_key(request))
+    services = state.services
+    principal = await services.workspaces.authenticate(bearer_or_api_key(request))
+    request.scope[WORKSPACE_SCOPE_KEY] = principal.workspace  # type: ignore[literal-required]
+    if services.limiter is not None:  # per workspace, refused before any database work
+        services.limiter.check(principal.workspace_id)
+    return principal
 
 
-async def require_admin(request: Request, state: State) -> None:
-    token = state.services.settings.admin_token
+async def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """Guard of the admin API: 404 when it is off, 401 without the right token."""
+    token = connection.app.state.services.settings.admin_token
     if not token:
         raise NotFound(
             "the admin API is off: set MEMORY_ADMIN_TOKEN to enable it", code="admin_disabled"
         )
-    given = bearer_or_api_key(request)
+    given = bearer_or_api_key(connection)
     if not given or not secrets.compare_digest(given.encode(), token.encode()):
         raise Unauthorized("admin token missing or wrong", code="admin_unauthorized")

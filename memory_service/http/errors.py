@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from ..services.errors import ServiceError
+from ..storage.kv import WorkspaceGone
 
 log = logging.getLogger("memory_service.errors")
 
@@ -30,6 +31,10 @@ _CODES = {
     422: "unprocessable",
     429: "rate_limited",
 }
+
+
+_KV_ROOTS = ("/api/kv", "/api/kv/")
+_KEYED_METHODS = ("PUT", "DELETE", "HEAD")
 
 
 def envelope(
@@ -56,7 +61,8 @@ def _validation_message(exc: ValidationException) -> str:
     return f"invalid request: {detail}" if detail else f"invalid request: {exc.detail}"
 
 
-def handle_service_error(_: Request, exc: ServiceError) -> Response:
+def handle_service_error(request: Request, exc: ServiceError) -> Response:
+    request.app.state.services.metrics.count_refusal(exc)
     return envelope(exc.status, exc.message, exc.code, exc.headers or None)
 
 
@@ -68,6 +74,11 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     if isinstance(exc, ValidationException):
         return envelope(400, _validation_message(exc), "invalid_request")
     message = exc.detail or "error"
+    if status == 405 and request.method in _KEYED_METHODS and request.url.path in _KV_ROOTS:
+        # `PUT /api/kv/` is a write with an empty key, not a request for another method.
+        return envelope(
+            400, "key must not be empty: use /api/kv/{key} with a 1-512 byte key", "invalid_key"
+        )
     if status == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif status == 405:
@@ -80,6 +91,18 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return envelope(status, message, _CODES.get(status, "error"), exc.headers or None)
 
 
+def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:
+    # A key checked (and cached) just before its workspace was deleted, here or on a replica.
+    return envelope(401, "invalid or revoked API key (its workspace was deleted)", "unauthorized")
+
+
+def handle_undecodable(request: Request, exc: UnicodeDecodeError) -> Response:
+    # msgspec raises UnicodeDecodeError (not a DecodeError, which Litestar turns into a 400) for
+    # invalid UTF-8 inside a JSON string; Litestar lets it through as a 500.
+    log.info("undecodable request on %s %s: %s", request.method, request.url.path, exc)
+    return envelope(400, "request body is not valid UTF-8 JSON", "invalid_request")
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "internal_error")
@@ -87,6 +110,8 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ServiceError: handle_service_error,
+    WorkspaceGone: handle_workspace_gone,
     HTTPException: handle_http_exception,
+    UnicodeDecodeError: handle_undecodable,
     Exception: handle_unexpected,
 }

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, Response, delete, get, head, put
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
+from litestar.params import HeaderParameter, Parameter
 
 from ..clock import iso
 from ..services.errors import BadRequest
 from ..services.kv import KvService, etag
 from ..services.workspaces import Principal
 from .auth import provide_principal
-from .schemas import KvDeleted, KvItem, KvList, KvWritten, Usage
+from .schemas import Failure, KvDeleted, KvItem, KvList, KvWritten, Usage
 
 PREFIX = "/api/kv/"
 KEY_DOC = (
@@ -41,9 +52,36 @@ def kv_of(request: Request) -> KvService:
 
 IfMatch = Annotated[
     str | None,
-    Parameter(header="If-Match", required=False, description='Entity tag(s) "<version>", or *.'),
+    HeaderParameter(
+        name="If-Match", required=False, description='Entity tag(s) "<version>", or *.'
+    ),
 ]
-IfNoneMatch = Annotated[str | None, Parameter(header="If-None-Match", required=False)]
+IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
+
+
+BYTES = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+
+
+@dataclass
+class RawBodyOperation(Operation):
+    """kvSet reads its body raw (any bytes, any Content-Type): document that body."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/octet-stream": OpenAPIMediaType(schema=BYTES)},
+            description="The value, any bytes (empty too). Whatever Content-Type is sent is "
+            "stored with it and answered by GET.",
+        )
+
+
+@dataclass
+class AnyTypeOperation(Operation):
+    """kvGet answers a value with the Content-Type it was stored with, whatever that was."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {"*/*": OpenAPIMediaType(schema=BYTES)}
 
 
 class KvController(Controller):
@@ -61,12 +99,17 @@ class KvController(Controller):
         description="The body is stored byte for byte with its Content-Type. `If-Match` makes "
         "the write conditional on the current version, `If-None-Match: *` on absence "
         "(412 otherwise). 201 when the key was created, 200 when replaced.",
-        responses={},
+        responses={
+            201: ResponseSpec(
+                KvWritten, description="Created: the key did not exist.", generate_examples=False
+            )
+        },
+        operation_class=RawBodyOperation,
     )
     async def set_value(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         key: Annotated[str, Parameter(description=KEY_DOC)],
         if_match: IfMatch = None,
         if_none_match: IfNoneMatch = None,
@@ -103,11 +146,17 @@ class KvController(Controller):
         operation_id="kvGet",
         summary="Read the bytes stored under a key",
         media_type="application/octet-stream",
+        responses={
+            409: ResponseSpec(
+                Failure, description="Rewritten too fast to read; retry.", generate_examples=False
+            )
+        },
+        operation_class=AnyTypeOperation,
     )
     async def get_value(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         key: Annotated[str, Parameter(description=KEY_DOC)],
         if_none_match: IfNoneMatch = None,
     ) -> Response[bytes]:
@@ -118,18 +167,22 @@ class KvController(Controller):
             headers["X-Expires-At"] = iso(value.expires_at)
         if if_none_match is not None and tag in {t.strip() for t in if_none_match.split(",")}:
             return Response(b"", status_code=304, headers=headers)
+        # The stored type exactly: as media_type alone, Litestar appends "; charset=utf-8" to
+        # every text/* type, even one that already names its charset.
+        headers["Content-Type"] = value.content_type
         return Response(value.value, media_type=value.content_type, headers=headers)
 
     @head("/kv/{key:path}", operation_id="kvExists", summary="Whether a key exists (200 or 404)")
     async def exists(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         key: Annotated[str, Parameter(description=KEY_DOC)],
     ) -> Response[None]:
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
         headers = {"ETag": etag(row.version), "X-Value-Length": str(row.size - len(row.key))}
-        return Response(None, media_type=row.content_type, headers=headers)
+        # b"", not None: Litestar cannot render None under a binary media type (a 500).
+        return Response(b"", media_type=row.content_type, headers=headers)
 
     @delete(
         "/kv/{key:path}",
@@ -140,7 +193,7 @@ class KvController(Controller):
     async def delete_value(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         key: Annotated[str, Parameter(description=KEY_DOC)],
         if_match: IfMatch = None,
     ) -> KvDeleted:
@@ -152,7 +205,7 @@ class KvController(Controller):
     async def list_values(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         prefix: Annotated[str, Parameter(description="Only keys that start with this.")] = "",
         limit: Annotated[
             int | None,
@@ -185,6 +238,6 @@ class KvController(Controller):
         tags=["workspace"],
         summary="Bytes used and the quota of the caller's workspace",
     )
-    async def usage(self, request: Request, principal: Principal) -> Usage:
+    async def usage(self, request: Request, principal: NamedDependency[Principal]) -> Usage:
         figures = await kv_of(request).usage(principal.workspace_id)
         return Usage(success=True, workspace=principal.workspace, **figures)

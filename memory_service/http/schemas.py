@@ -112,3 +112,8 @@ class KeyList(msgspec.Struct, rename="camel"):
 class Done(msgspec.Struct):
     success: bool
     message: str
+
+
+class Health(msgspec.Struct):
+    success: bool
+    status: str

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from ..clock import now_ms
 from ..settings import Settings
 from ..storage.database import Database
+from ..storage.migrations import head_revision
+from .health import HealthService
 from .kv import KvService
+from .memory import MemoryService
+from .metrics import Metrics
+from .ratelimit import RateLimiter, limiter_from
 from .workspaces import WorkspaceService
 
 
@@ -16,16 +21,27 @@ from .workspaces import WorkspaceService
 class Services:
     settings: Settings
     db: Database
+    metrics: Metrics
+    limiter: RateLimiter | None  # None when rate limiting is off
+    health: HealthService
     workspaces: WorkspaceService
     kv: KvService
+    memory: MemoryService
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], int] = now_ms) -> Services:
         """`clock` (milliseconds) is injectable so tests can move time past a TTL."""
         db = Database(settings)
+        metrics = Metrics()
         return cls(
             settings=settings,
             db=db,
+            metrics=metrics,
+            limiter=limiter_from(settings.rate_limit_rps, settings.rate_limit_burst),
+            health=HealthService(
+                db, head_revision(settings.database_url), settings.ready_timeout_seconds
+            ),
             workspaces=WorkspaceService(db, settings),
-            kv=KvService(db, settings, clock),
+            kv=KvService(db, settings, clock, metrics=metrics),
+            memory=MemoryService(db, settings, clock, metrics=metrics),
         )

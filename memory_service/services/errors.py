@@ -55,3 +55,10 @@ class TooLarge(ServiceError):
 class QuotaExceeded(ServiceError):
     status = 413
     code = "quota_exceeded"
+
+
+class RateLimited(ServiceError):
+    """The workspace sent more requests than its rate limit allows; `Retry-After` says when."""
+
+    status = 429
+    code = "rate_limited"

@@ -17,6 +17,7 @@ from ..settings import Settings
 from ..storage import kv as sql
 from ..storage.database import Database
 from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded, TooLarge
+from .metrics import Metrics
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Values up to this size are read on the event loop's thread (SQLite); larger ones in a thread.
@@ -170,8 +171,7 @@ class SetRequest:
 
 
 def set_txn(conn: Connection, req: SetRequest) -> Written:
-    account = sql.lock_account(conn, req.workspace_id)
-    row = sql.entry_meta(conn, req.workspace_id, req.key)
+    account, row = sql.lock_account_with_entry(conn, req.workspace_id, req.key)
     live = _is_live(row, req.now)
     if req.if_none_match and live:
         raise PreconditionFailed(
@@ -179,6 +179,12 @@ def set_txn(conn: Connection, req: SetRequest) -> Written:
         )
     if req.if_match is not False:
         _check_match(req.if_match, row.version if live else None)
+    if row is not None and not live:
+        # The key's own expired row goes first: charge() may sweep expired rows, and a delta
+        # taken against a row the sweep then deletes would free its bytes twice.
+        sql.delete_entry(conn, row.id)
+        account.used -= row.size
+        row = None
     size = len(req.key) + len(req.value)
     charge(conn, account, size - (row.size if row else 0), req.now)
     account.version_seq += 1
@@ -201,8 +207,7 @@ def delete_txn(
     conn: Connection, workspace_id: int, key: bytes, wanted: list[int] | None | bool, now: int
 ) -> tuple[bool, int]:
     """Returns (was live, bytes freed). An expired entry is removed too, freeing its bytes."""
-    account = sql.lock_account(conn, workspace_id)
-    row = sql.entry_meta(conn, workspace_id, key)
+    account, row = sql.lock_account_with_entry(conn, workspace_id, key)
     live = _is_live(row, now)
     if wanted is not False:
         _check_match(wanted, row.version if live else None)
@@ -233,10 +238,18 @@ def sweep_workspace_txn(conn: Connection, workspace_id: int, now: int) -> int:
 
 
 class KvService:
-    def __init__(self, db: Database, settings: Settings, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], int] = now_ms,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
 
     def key(self, key: str) -> bytes:
         return check_key(key, self.settings.max_key_bytes)
@@ -274,7 +287,10 @@ class KvService:
             if_none_match=if_none_match is not None,
             now=now,
         )
-        return await self.db.write(set_txn, req)
+        written = await self.db.write(set_txn, req)
+        if self.metrics is not None:
+            self.metrics.kv_written(len(value))
+        return written
 
     async def get(self, workspace_id: int, key: str) -> Value:
         raw_key = self.key(key)

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -19,6 +20,9 @@ from .errors import BadRequest, Conflict, NotFound, Unauthorized
 
 KEY_PREFIX = "msk_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Column limits: quotas are BIGINT, key ids INTEGER. Beyond them a database raises (a 500).
+MAX_QUOTA = 2**63 - 1
+MAX_KEY_ID = 2**31 - 1
 
 
 def hash_key(secret: str) -> str:
@@ -77,8 +81,8 @@ class WorkspaceService:
     def _check_quota(self, quota: int | None) -> int:
         if quota is None:
             return self.settings.default_quota_bytes
-        if quota < 0:
-            raise BadRequest("quotaBytes must be >= 0", code="invalid_quota")
+        if not 0 <= quota <= MAX_QUOTA:
+            raise BadRequest(f"quotaBytes must be between 0 and {MAX_QUOTA}", code="invalid_quota")
         return quota
 
     async def create_workspace(
@@ -121,13 +125,17 @@ class WorkspaceService:
     async def create_key(self, name: str, label: str = "") -> CreatedKey:
         if len(label) > 128:
             raise BadRequest("label must be at most 128 characters", code="invalid_label")
+        if any(unicodedata.category(ch) == "Cc" for ch in label):
+            raise BadRequest("label must not contain control characters", code="invalid_label")
         return await self.db.write(_create_key_txn, name, label, now_ms())
 
     async def list_keys(self, name: str) -> list[dict]:
         return await self.db.read(_list_keys_txn, name)
 
     async def revoke_key(self, key_id: int) -> None:
-        row = await self.db.write(sql.revoke_key, key_id, now_ms())
+        row = None
+        if 0 < key_id <= MAX_KEY_ID:
+            row = await self.db.write(sql.revoke_key, key_id, now_ms())
         if row is None:
             raise NotFound(f"no live API key with id {key_id}", code="key_not_found")
         self._cache.pop(row.key_hash, None)
@@ -142,8 +150,13 @@ def check_name(name: str) -> None:
         )
 
 
+def _workspace_by_name(conn: Connection, name: str):  # noqa: ANN202
+    # A name that could never have been created is not looked up (PostgreSQL refuses NUL).
+    return sql.workspace_by_name(conn, name) if NAME_RE.fullmatch(name) else None
+
+
 def _workspace_id(conn: Connection, name: str) -> int:
-    row = sql.workspace_by_name(conn, name)
+    row = _workspace_by_name(conn, name)
     if row is None:
         raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
     return row.id
@@ -166,7 +179,7 @@ def _create_key_txn(conn: Connection, name: str, label: str, now: int) -> Create
 
 
 def _describe_txn(conn: Connection, name: str) -> dict:
-    row = sql.workspace_by_name(conn, name)
+    row = _workspace_by_name(conn, name)
     if row is None:
         raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
     keys = sql.list_keys(conn, row.id)

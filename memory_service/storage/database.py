@@ -91,7 +91,10 @@ class _GroupCommitWriter:
             if self._closed:
                 raise RuntimeError("database is closed")
             self._pending.append((fn, args, fut, loop))
-        self._wake.set()
+        # The writer clears the flag under the lock only when it has taken everything pending, so
+        # when it is still set, the writer will see this write without being woken again.
+        if not self._wake.is_set():
+            self._wake.set()
         return fut
 
     def _run(self) -> None:
@@ -116,20 +119,31 @@ class _GroupCommitWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             with conn.begin():
-                for fn, args, _fut, _loop in batch:
-                    savepoint = conn.begin_nested()
-                    try:
-                        result = fn(conn, *args)
-                    except BaseException as exc:  # the caller gets it; the others go on
-                        savepoint.rollback()
-                        outcomes.append((False, exc))
-                    else:
-                        savepoint.commit()
-                        outcomes.append((True, result))
-        except BaseException as exc:  # the commit itself failed: nothing of the batch happened
+                if len(batch) == 1:  # alone in its transaction: a failure rolls it all back
+                    fn, args, _fut, _loop = batch[0]
+                    outcomes.append((True, fn(conn, *args)))
+                else:
+                    # Each write in its own savepoint, so one that fails leaves the others whole.
+                    # Raw driver calls: SQLAlchemy's nested transactions cost more than the writes.
+                    raw = conn.connection.dbapi_connection
+                    for fn, args, _fut, _loop in batch:
+                        raw.execute("SAVEPOINT w")
+                        try:
+                            result = fn(conn, *args)
+                        except Exception as exc:  # the caller gets it; the others go on
+                            raw.execute("ROLLBACK TO w")
+                            raw.execute("RELEASE w")
+                            outcomes.append((False, exc))
+                        else:
+                            raw.execute("RELEASE w")
+                            outcomes.append((True, result))
+        except Exception as exc:  # the transaction failed: nothing of the batch happened
             outcomes = [(False, exc)] * len(batch)
-        for (ok, value), (_fn, _args, fut, loop) in zip(outcomes, batch, strict=True):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for outcome, (_fn, _args, fut, loop) in zip(outcomes, batch, strict=True):
+            by_loop.setdefault(loop, []).append((fut, outcome))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def close(self) -> None:
         with self._lock:
@@ -138,13 +152,14 @@ class _GroupCommitWriter:
         self._thread.join(timeout=30)
 
 
-def _settle(fut: asyncio.Future, ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
+    for fut, (ok, value) in settled:
+        if fut.done():  # the caller went away (cancelled); the write stands regardless
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 class Database:

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MIGRATION_LOCK = 0x6D656D6F  # pg_advisory_xact_lock key ("memo") that serialises migrations
 
 
 def alembic_config(database_url: str) -> Config:
@@ -35,6 +36,11 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
         async with engine.connect() as conn:
 
             def _run(sync_conn) -> None:  # noqa: ANN001
+                if sync_conn.dialect.name == "postgresql":
+                    # Replicas started together would all migrate at once and fail on each
+                    # other's DDL: one at a time (held until commit); the others then find the
+                    # schema current. (SQLite's BEGIN IMMEDIATE serialises them already.)
+                    sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, revision)
 

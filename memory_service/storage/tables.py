@@ -76,3 +76,7 @@ class KvEntry(SQLModel, table=True):
 workspace_t = Workspace.__table__
 api_key_t = ApiKey.__table__
 kv_entry_t = KvEntry.__table__
+
+# The memory block API's tables live in their own module; importing it here registers them in
+# the metadata that Alembic and every importer of this module see.
+from . import memory_tables  # noqa: E402, F401

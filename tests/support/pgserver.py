@@ -174,6 +174,26 @@ class PgServer:
             f"--- {self.logfile} ---\n{tail}"
         )
 
+    def halt(self) -> None:
+        """Stop the server but keep its data directory and port, for `start_again` (tests of
+        a database that goes away and comes back)."""
+        pg_ctl = [self.bindir / "pg_ctl", "-D", self.datadir]
+        r = self._run(*pg_ctl, "-m", "fast", "-w", "-t", "30", "stop", timeout=40)
+        if r.returncode:
+            raise PgServerError(f"pg_ctl stop failed:\n{r.stdout}{r.stderr}")
+        self.pid = None
+
+    def start_again(self) -> PgServer:
+        """Start a halted server on the same data directory and port."""
+        settings = {**self.settings, "port": self.port}
+        opts = " ".join(f"-c {k}={shlex.quote(str(v))}" for k, v in settings.items())
+        pg_ctl = [self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.logfile]
+        r = self._run(*pg_ctl, "-o", opts, "-w", "-t", "60", "start")
+        if r.returncode:
+            raise PgServerError(f"pg_ctl start failed (port {self.port}):\n{r.stdout}{r.stderr}")
+        self.pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
+        return self
+
     def stop(self) -> None:
         """Fast shutdown (kills the postmaster if that fails); idempotent, also run atexit."""
         if self._stopped:

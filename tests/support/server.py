@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,33 @@ import time
 from pathlib import Path
 
 import httpx
+
+# Every log a LiveServer wrote this session, and every API key the helpers here handed out: at the
+# end of the session tests/conftest.py checks that no log holds a key (or the admin token).
+SERVER_LOGS: list[Path] = []
+ISSUED_KEYS: set[str] = set()
+# An API key as the service makes them (msk_ + 32 random bytes in URL-safe base64).
+API_KEY_RE = re.compile(r"msk_[A-Za-z0-9_\-]{43}")
+
+
+def remember_key(key: str) -> str:
+    """Note a key a test created (e.g. over the admin API) for the end-of-session log check."""
+    ISSUED_KEYS.add(key)
+    return key
+
+
+def secrets_in_logs(extra_secrets: tuple[str, ...] = ()) -> list[str]:
+    """Where a server log holds an API key (issued here, or anything shaped like one) or one of
+    `extra_secrets`; empty when none does."""
+    found = []
+    secrets = [*ISSUED_KEYS, *extra_secrets]
+    for path in SERVER_LOGS:
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        found += [f"{path}: {s[:8]}..." for s in secrets if s in text]
+        found += [f"{path}: {m[:8]}..." for m in API_KEY_RE.findall(text)]
+    return found
 
 
 def free_port() -> int:
@@ -38,7 +66,7 @@ def create_workspace(database_url: str, name: str, quota: int | None = None) -> 
     args = ["workspace", "create", name, "--database-url", database_url, "--json"]
     if quota is not None:
         args += ["--quota", str(quota)]
-    return json.loads(cli(*args).stdout)["key"]
+    return remember_key(json.loads(cli(*args).stdout)["key"])
 
 
 class LiveServer:
@@ -60,7 +88,9 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.starts += 1
-        log = open(self.log_dir / f"server-{self.port}-{self.starts}.log", "w")  # noqa: SIM115
+        log_path = self.log_dir / f"server-{self.port}-{self.starts}.log"
+        SERVER_LOGS.append(log_path)
+        log = open(log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -85,7 +115,7 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_text()}")
             try:
-                httpx.get(f"{self.url}/api/usage", timeout=1)
+                httpx.get(f"{self.url}/health", timeout=1)
                 return self
             except httpx.HTTPError:
                 time.sleep(0.1)

@@ -1,0 +1,346 @@
+"""Memory block HTTP API (SPEC 3): add, get, getAll, delete, message pages, block registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import unquote_to_bytes
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from ..clock import iso
+from ..services.errors import BadRequest
+from ..services.memory import MemoryOut, MemoryService, MessageOut
+from ..services.workspaces import Principal
+from .auth import provide_principal
+from .memory_schemas import (
+    MemoryAddBody,
+    MemoryAdded,
+    MemoryBlockItem,
+    MemoryBlockList,
+    MemoryBlockName,
+    MemoryBlockOne,
+    MemoryDeleted,
+    MemoryItem,
+    MemoryList,
+    MemoryMessageOut,
+    MemoryMessages,
+)
+
+BLOCKS_PREFIX = "/api/memory/blocks/"
+ID_DOC = "1-256 characters, any Unicode but control characters; matched exactly."
+
+ConversationId = Annotated[
+    str | None, Parameter(query="conversationId", required=False, description=ID_DOC)
+]
+LegacyId = Annotated[
+    str | None,
+    Parameter(
+        query="id",
+        required=False,
+        description="Legacy alias of conversationId; if both are given they must agree.",
+    ),
+]
+BlockId = Annotated[str | None, Parameter(query="blockId", required=False, description=ID_DOC)]
+BlockName = Annotated[
+    str | None,
+    Parameter(query="blockName", required=False, description="Name from the block registry."),
+]
+Limit = Annotated[
+    int | None,
+    Parameter(
+        required=False,
+        description="Memories per page (default 100, max 1000; above the maximum is a 400).",
+    ),
+]
+Cursor = Annotated[
+    str | None, Parameter(required=False, description="nextCursor of the previous page.")
+]
+LastN = Annotated[
+    int | None,
+    Parameter(
+        query="lastN",
+        required=False,
+        description="Only the last N messages of each memory (0 to 1000); without it, up to "
+        "1000 (one message page) and a dataCursor for the rest.",
+    ),
+]
+KeepSystem = Annotated[
+    bool,
+    Parameter(
+        query="keepSystem",
+        required=False,
+        description="With a window: keep the memory's first message too if it is a system one.",
+    ),
+]
+
+
+def memory_of(request: Request) -> MemoryService:
+    return request.app.state.services.memory
+
+
+def message_out(m: MessageOut) -> MemoryMessageOut:
+    return MemoryMessageOut(role=m.role, content=m.content, seq=m.seq)
+
+
+def memory_item(m: MemoryOut) -> MemoryItem:
+    return MemoryItem(
+        key=m.key,
+        conversation_id=m.conversation_id,
+        block_id=m.block_id,
+        block_name=m.block_name,
+        data=[message_out(x) for x in m.messages],
+        message_count=m.message_count,
+        created_at=iso(m.created_at),
+        updated_at=iso(m.updated_at),
+        data_cursor=m.data_cursor,
+    )
+
+
+def found(n: int) -> str:
+    if n == 0:
+        return "No memories found"
+    return "Found 1 memory" if n == 1 else f"Found {n} memories"
+
+
+def block_from_path(request: Request) -> str:
+    """The block id exactly as sent (percent-decoded from the raw path: '/' is ordinary)."""
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).split(b"?", 1)[0]
+    marker = raw.find(BLOCKS_PREFIX.encode())
+    rest = raw[marker + len(BLOCKS_PREFIX) :] if marker >= 0 else b""
+    try:
+        return unquote_to_bytes(rest).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("blockId is not valid UTF-8", code="invalid_id") from exc
+
+
+class MemoryController(Controller):
+    path = "/api/memory"
+    tags = ["memory"]
+    # One dependency only (several cost an anyio task group per request); the service is
+    # reached through app state.
+    dependencies = {"principal": Provide(provide_principal)}
+
+    @post(
+        "",
+        operation_id="memoryAdd",
+        status_code=200,
+        summary="Append a message (or a batch) to a memory, creating it if new",
+        description="Appends atomically, in order, each message exactly once. The answer holds "
+        "the memory with the messages this add appended in `data` (`lastN` asks for more "
+        "history) and its `messageCount`. A retry with the same `Idempotency-Key` (kept 24 h) "
+        "appends nothing and answers the same. Over the workspace quota: 413, nothing stored.",
+    )
+    async def add(
+        self,
+        request: Request,
+        principal: Principal,
+        data: MemoryAddBody,
+        idempotency_key: Annotated[
+            str | None,
+            Parameter(
+                header="Idempotency-Key",
+                required=False,
+                description="Makes a retried add append nothing new (1-255 characters).",
+            ),
+        ] = None,
+    ) -> MemoryAdded:
+        memory, replayed = await memory_of(request).add(
+            principal.workspace_id,
+            conversation_id=data.conversation_id,
+            legacy_id=data.id,
+            block_id=data.block_id,
+            block_name=data.block_name,
+            role=data.role,
+            content=data.content,
+            messages=data.messages,
+            last_n=data.last_n,
+            keep_system=data.keep_system,
+            idempotency_key=idempotency_key,
+        )
+        if replayed:
+            message = "Already added with this Idempotency-Key; nothing appended"
+        else:
+            n = 1 if data.messages is None else len(data.messages)
+            message = f"Added {n} message{'' if n == 1 else 's'}"
+        return MemoryAdded(
+            success=True, memories=[memory_item(memory)], message=message, replayed=replayed
+        )
+
+    @get(
+        "",
+        operation_id="memoryGet",
+        summary="Memories by conversationId (or id), blockId, blockName, or any combination",
+        description="At least one filter. Paginated in memory-id order (`limit`, `cursor`, "
+        "`nextCursor`). Each memory carries its whole `data` when it fits one message page "
+        "(1000), else its newest page and a `dataCursor`.",
+    )
+    async def get_memories(
+        self,
+        request: Request,
+        principal: Principal,
+        conversation_id: ConversationId = None,
+        legacy_id: LegacyId = None,
+        block_id: BlockId = None,
+        block_name: BlockName = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+        last_n: LastN = None,
+        keep_system: KeepSystem = False,
+    ) -> MemoryList:
+        service = memory_of(request)
+        flt = service.filter(conversation_id, legacy_id, block_id, block_name)
+        memories, next_cursor = await service.get(
+            principal.workspace_id,
+            flt,
+            limit=limit,
+            cursor=cursor,
+            last_n=last_n,
+            keep_system=keep_system,
+        )
+        return MemoryList(
+            success=True,
+            memories=[memory_item(m) for m in memories],
+            message=found(len(memories)),
+            next_cursor=next_cursor,
+        )
+
+    @get(
+        "/all",
+        operation_id="memoryGetAll",
+        summary="Every memory of the workspace, paginated",
+    )
+    async def get_all(
+        self,
+        request: Request,
+        principal: Principal,
+        limit: Limit = None,
+        cursor: Cursor = None,
+        last_n: LastN = None,
+        keep_system: KeepSystem = False,
+    ) -> MemoryList:
+        memories, next_cursor = await memory_of(request).get(
+            principal.workspace_id,
+            None,
+            limit=limit,
+            cursor=cursor,
+            last_n=last_n,
+            keep_system=keep_system,
+        )
+        return MemoryList(
+            success=True,
+            memories=[memory_item(m) for m in memories],
+            message=found(len(memories)),
+            next_cursor=next_cursor,
+        )
+
+    @delete(
+        "",
+        operation_id="memoryDelete",
+        status_code=200,
+        summary="Delete memories by conversationId (or id), blockId, blockName, or any combination",
+        description="At least one filter (never everything by omission). Hard and immediate; "
+        "frees the messages' bytes. `dryRun=true` only counts.",
+    )
+    async def delete_memories(
+        self,
+        request: Request,
+        principal: Principal,
+        conversation_id: ConversationId = None,
+        legacy_id: LegacyId = None,
+        block_id: BlockId = None,
+        block_name: BlockName = None,
+        dry_run: Annotated[bool, Parameter(query="dryRun", required=False)] = False,
+    ) -> MemoryDeleted:
+        service = memory_of(request)
+        flt = service.filter(conversation_id, legacy_id, block_id, block_name)
+        count, freed = await service.delete(principal.workspace_id, flt, dry_run=dry_run)
+        noun = "memory" if count == 1 else "memories"
+        if dry_run:
+            message = f"Would delete {count} {noun}"
+        else:
+            message = f"Deleted {count} {noun}" if count else "No memories found"
+        return MemoryDeleted(
+            success=True, message=message, deleted_count=count, freed_bytes=freed, dry_run=dry_run
+        )
+
+    @get(
+        "/messages",
+        operation_id="memoryMessages",
+        summary="Page back through a memory's messages",
+        description="The `limit` messages (default and max 1000) just before `cursor` (a "
+        "`dataCursor` or `nextCursor`), in append order; the newest page without a cursor.",
+    )
+    async def messages(
+        self,
+        request: Request,
+        principal: Principal,
+        conversation_id: ConversationId = None,
+        legacy_id: LegacyId = None,
+        block_id: Annotated[
+            str | None,
+            Parameter(query="blockId", required=False, description="Default: `default`."),
+        ] = None,
+        cursor: Cursor = None,
+        limit: Annotated[
+            int | None, Parameter(required=False, description="Messages per page (1-1000).")
+        ] = None,
+    ) -> MemoryMessages:
+        page = await memory_of(request).messages(
+            principal.workspace_id,
+            conversation_id=conversation_id,
+            legacy_id=legacy_id,
+            block_id=block_id,
+            cursor=cursor,
+            limit=limit,
+        )
+        m = page.memory
+        return MemoryMessages(
+            success=True,
+            key=m.key,
+            conversation_id=m.conversation_id,
+            block_id=m.block_id,
+            block_name=m.block_name,
+            data=[message_out(x) for x in m.messages],
+            message_count=m.message_count,
+            next_cursor=page.next_cursor,
+        )
+
+    @put(
+        "/blocks/{block_id:path}",
+        operation_id="memoryBlockSet",
+        summary="Name a block in the workspace's block registry (null forgets the name)",
+    )
+    async def set_block(
+        self,
+        request: Request,
+        principal: Principal,
+        block_id: Annotated[str, Parameter(description=ID_DOC + " Percent-encoded.")],
+        data: MemoryBlockName,
+    ) -> MemoryBlockOne:
+        block = block_from_path(request)
+        when = await memory_of(request).set_block(principal.workspace_id, block, data.name)
+        item = MemoryBlockItem(block_id=block, name=data.name, updated_at=iso(when))
+        return MemoryBlockOne(success=True, block=item)
+
+    # A block id of only slashes ('%2F') reaches the router as `/blocks//`, which it folds into
+    # `/blocks`: take that PUT here too (block_from_path reads the id from the raw path).
+    @put("/blocks", include_in_schema=False)
+    async def set_block_slashes(
+        self, request: Request, principal: Principal, data: MemoryBlockName
+    ) -> MemoryBlockOne:
+        return await self.set_block.fn(self, request, principal, "", data)
+
+    @get("/blocks", operation_id="memoryBlockList", summary="The block registry, paginated")
+    async def list_blocks(
+        self, request: Request, principal: Principal, limit: Limit = None, cursor: Cursor = None
+    ) -> MemoryBlockList:
+        rows, next_cursor = await memory_of(request).list_blocks(
+            principal.workspace_id, limit=limit, cursor=cursor
+        )
+        blocks = [
+            MemoryBlockItem(block_id=r.block_id, name=r.name, updated_at=iso(r.updated_at))
+            for r in rows
+        ]
+        return MemoryBlockList(success=True, blocks=blocks, next_cursor=next_cursor)

@@ -1,0 +1,105 @@
+"""Wire shapes of the memory block API (SPEC 3): field names exactly as the spec names them."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class MemoryMessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    role: str
+    content: str
+
+
+class MemoryAddBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """One message (`role` + `content`) or a batch (`messages`), appended atomically in order."""
+
+    conversation_id: str | None = None
+    # Legacy alias of conversationId; when both are given they must agree.
+    id: str | None = None
+    block_id: str | None = None
+    block_name: str | None = None
+    role: str | None = None
+    content: str | None = None
+    messages: list[MemoryMessageIn] | None = None
+    # Answer with (at least) the last N messages, not only those appended.
+    last_n: int | None = None
+    keep_system: bool = False
+
+
+class MemoryMessageOut(msgspec.Struct):
+    role: str
+    content: str
+    # Position in the memory: 0, 1, 2, ... in append order, never reused.
+    seq: int
+
+
+class MemoryItem(msgspec.Struct, rename="camel"):
+    key: str
+    conversation_id: str
+    block_id: str
+    block_name: str | None
+    data: list[MemoryMessageOut]
+    message_count: int
+    created_at: str
+    updated_at: str
+    # Present when older messages exist than those in `data`: pass it to
+    # GET /api/memory/messages to page back through them.
+    data_cursor: str | None = None
+
+
+class MemoryAdded(msgspec.Struct, rename="camel"):
+    success: bool
+    memories: list[MemoryItem]
+    message: str
+    # True when this answers a retry of an add with the same Idempotency-Key (nothing appended).
+    replayed: bool = False
+
+
+class MemoryList(msgspec.Struct, rename="camel"):
+    success: bool
+    memories: list[MemoryItem]
+    message: str
+    next_cursor: str | None = None
+
+
+class MemoryDeleted(msgspec.Struct, rename="camel"):
+    success: bool
+    message: str
+    deleted_count: int
+    freed_bytes: int
+    dry_run: bool = False
+
+
+class MemoryMessages(msgspec.Struct, rename="camel"):
+    success: bool
+    key: str
+    conversation_id: str
+    block_id: str
+    block_name: str | None
+    # In append order: the page just before the cursor (the newest page without one).
+    data: list[MemoryMessageOut]
+    message_count: int
+    # The page before this one; absent when this page starts at the first message.
+    next_cursor: str | None = None
+
+
+class MemoryBlockName(msgspec.Struct, forbid_unknown_fields=True):
+    # null forgets the name (reads then show blockName null).
+    name: str | None
+
+
+class MemoryBlockItem(msgspec.Struct, rename="camel"):
+    block_id: str
+    name: str | None
+    updated_at: str | None = None
+
+
+class MemoryBlockOne(msgspec.Struct, rename="camel"):
+    success: bool
+    block: MemoryBlockItem
+
+
+class MemoryBlockList(msgspec.Struct, rename="camel"):
+    success: bool
+    blocks: list[MemoryBlockItem]
+    next_cursor: str | None = None

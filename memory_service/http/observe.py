@@ -1,0 +1,82 @@
+"""Every HTTP request: a request id, one JSON access log line, and the request metrics.
+
+This wraps the app's whole ASGI handler, outside Litestar's routing, so that requests no route
+matches (404, 405) get their request id, log line and count too: Litestar runs app-level
+middleware only for requests that reached a route.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from time import perf_counter
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..logs import request_id_var
+from ..services.metrics import Metrics
+from .auth import WORKSPACE_SCOPE_KEY
+
+access_log = logging.getLogger("memory_service.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A client's request id is kept when it is short and printable ASCII (it is echoed in a header
+# and written to logs); anything else is replaced by a fresh one.
+_SANE_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+UNMATCHED = "unmatched"  # the route label of requests that no route matched
+# Probes and scrapes come every few seconds: their lines are debug, not info.
+_QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if _SANE_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        request_id = request_id_of(scope["headers"])
+        token = request_id_var.set(request_id)
+        id_header = (b"x-request-id", request_id.encode("ascii"))
+        status = 500  # if the app fails before answering, the server answers 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = perf_counter() - start
+            route = scope.get("path_template") or UNMATCHED
+            method = scope["method"]
+            self.metrics.observe_request(method, route, status, seconds)
+            level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
+            if access_log.isEnabledFor(level):
+                fields = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
+                workspace = scope.get(WORKSPACE_SCOPE_KEY)
+                if workspace is not None:
+                    fields["workspace"] = workspace
+                access_log.log(level, "request", extra={"fields": fields})
+            request_id_var.reset(token)

@@ -1,0 +1,416 @@
+"""SQL for the memory block API: memories, their messages, the block registry, idempotency.
+
+An append inserts one row per message under the next sequence numbers of its memory, and
+advances the memory's counter in the same transaction (under the workspace lock the caller
+holds); it never reads or rewrites the history. Sequence numbers are dense (0..next_seq-1,
+messages are only ever deleted with their memory), so "the last N messages" is the primary-key
+range seq >= next_seq - N: its cost does not depend on the length of the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Row
+
+from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
+
+M = memory_t.c
+MM = memory_message_t.c
+B = memory_block_t.c
+I = memory_idempotency_t.c  # noqa: E741
+
+# --- appends -------------------------------------------------------------------------------------
+
+# The registry's name of the block of the memory row at hand (RETURNING may hold it: one
+# statement fewer per append).
+_ROW_BLOCK_NAME = (
+    select(B.name)
+    .where(B.workspace_id == M.workspace_id, B.block_id == M.block_id)
+    .correlate(memory_t)
+    .scalar_subquery()
+    .label("block_name")
+)
+# Advance the counter of an existing memory and learn where this append starts.
+_BUMP = (
+    update(memory_t)
+    .where(
+        M.workspace_id == bindparam("ws"),
+        M.conversation_id == bindparam("conv"),
+        M.block_id == bindparam("block"),
+    )
+    .values(
+        next_seq=M.next_seq + bindparam("n"),
+        message_count=M.message_count + bindparam("n"),
+        bytes=M.bytes + bindparam("size"),
+        updated_at=bindparam("now"),
+    )
+    .returning(M.id, M.next_seq, M.message_count, M.created_at, _ROW_BLOCK_NAME)
+)
+_CREATE = (
+    insert(memory_t)
+    .values(
+        workspace_id=bindparam("ws"),
+        conversation_id=bindparam("conv"),
+        block_id=bindparam("block"),
+        next_seq=bindparam("n"),
+        message_count=bindparam("n"),
+        bytes=bindparam("size"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(M.id)
+)
+_INSERT_MESSAGES = insert(memory_message_t)
+
+
+@dataclass(slots=True)
+class Appended:
+    memory_id: int
+    first_seq: int
+    message_count: int
+    created_at: int
+    block_name: str | None  # as registered before this append
+
+
+def append(
+    conn: Connection,
+    workspace_id: int,
+    conversation_id: str,
+    block_id: str,
+    messages: Sequence[tuple[str, bytes, int]],
+    now: int,
+) -> Appended:
+    """Append (role, content, size) messages in order; the caller holds the workspace lock."""
+    n = len(messages)
+    size = sum(m[2] for m in messages)
+    params = {
+        "ws": workspace_id,
+        "conv": conversation_id,
+        "block": block_id,
+        "n": n,
+        "size": size,
+        "now": now,
+    }
+    row = conn.execute(_BUMP, params).first()
+    if row is None:
+        # (SQLite renders a correlated subquery in INSERT ... RETURNING unqualified: ask apart.)
+        memory_id = conn.execute(_CREATE, params).scalar_one()
+        appended = Appended(memory_id, 0, n, now, block_name(conn, workspace_id, block_id))
+    else:
+        appended = Appended(
+            row.id, row.next_seq - n, row.message_count, row.created_at, row.block_name
+        )
+    first = appended.first_seq
+    rows = [
+        {
+            "memory_id": appended.memory_id,
+            "seq": first + i,
+            "role": role,
+            "content": content,
+            "size": msg_size,
+            "created_at": now,
+        }
+        for i, (role, content, msg_size) in enumerate(messages)
+    ]
+    # One message (the common add) as a plain execute: executemany costs more for one row.
+    conn.execute(_INSERT_MESSAGES, rows[0] if n == 1 else rows)
+    return appended
+
+
+# --- the block registry --------------------------------------------------------------------------
+
+_BLOCK_NAME = select(B.name).where(
+    B.workspace_id == bindparam("ws"), B.block_id == bindparam("block")
+)
+_DELETE_BLOCK = delete(memory_block_t).where(
+    B.workspace_id == bindparam("ws"), B.block_id == bindparam("block")
+)
+
+
+def _upsert_block(insert_fn):  # noqa: ANN001, ANN202
+    stmt = insert_fn(memory_block_t).values(
+        workspace_id=bindparam("ws"),
+        block_id=bindparam("block"),
+        name=bindparam("name"),
+        updated_at=bindparam("now"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[B.workspace_id, B.block_id],
+        set_={"name": stmt.excluded.name, "updated_at": stmt.excluded.updated_at},
+    )
+
+
+_UPSERT_BLOCK = {"sqlite": _upsert_block(sqlite_insert), "postgresql": _upsert_block(pg_insert)}
+
+
+def block_name(conn: Connection, workspace_id: int, block_id: str) -> str | None:
+    return conn.execute(_BLOCK_NAME, {"ws": workspace_id, "block": block_id}).scalar()
+
+
+def set_block_name(
+    conn: Connection, workspace_id: int, block_id: str, name: str | None, now: int
+) -> None:
+    """Name a block, or forget its name (None)."""
+    params = {"ws": workspace_id, "block": block_id, "name": name, "now": now}
+    if name is None:
+        conn.execute(_DELETE_BLOCK, params)
+    else:
+        conn.execute(_UPSERT_BLOCK[conn.dialect.name], params)
+
+
+def list_blocks(conn: Connection, workspace_id: int, after: str | None, limit: int) -> list[Row]:
+    stmt = select(B.block_id, B.name, B.updated_at).where(B.workspace_id == workspace_id)
+    if after is not None:
+        stmt = stmt.where(B.block_id > after)
+    return list(conn.execute(stmt.order_by(B.block_id).limit(limit)))
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+_IDEM_GET = select(I.memory_id, I.first_seq, I.count, I.request_hash, I.created_at).where(
+    I.workspace_id == bindparam("ws"), I.key == bindparam("key")
+)
+_IDEM_DELETE = delete(memory_idempotency_t).where(
+    I.workspace_id == bindparam("ws"), I.key == bindparam("key")
+)
+_IDEM_INSERT = insert(memory_idempotency_t)
+_IDEM_SWEEP = delete(memory_idempotency_t).where(I.created_at <= bindparam("cutoff"))
+
+
+def idempotency_record(conn: Connection, workspace_id: int, key: str) -> Row | None:
+    return conn.execute(_IDEM_GET, {"ws": workspace_id, "key": key}).first()
+
+
+def forget_idempotency(conn: Connection, workspace_id: int, key: str) -> None:
+    conn.execute(_IDEM_DELETE, {"ws": workspace_id, "key": key})
+
+
+def record_idempotency(
+    conn: Connection,
+    workspace_id: int,
+    key: str,
+    request_hash: str,
+    appended: Appended,
+    count: int,
+    now: int,
+) -> None:
+    conn.execute(
+        _IDEM_INSERT,
+        {
+            "workspace_id": workspace_id,
+            "key": key,
+            "memory_id": appended.memory_id,
+            "first_seq": appended.first_seq,
+            "count": count,
+            "request_hash": request_hash,
+            "created_at": now,
+        },
+    )
+
+
+def sweep_idempotency(conn: Connection, cutoff: int) -> int:
+    """Delete idempotency records created at or before `cutoff`; returns how many."""
+    return conn.execute(_IDEM_SWEEP, {"cutoff": cutoff}).rowcount
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+_MEMORY_COLUMNS = (
+    M.id,
+    M.conversation_id,
+    M.block_id,
+    M.next_seq,
+    M.message_count,
+    M.created_at,
+    M.updated_at,
+)
+# The registry's name rides along with every memory (null when the block has none).
+_NAMED = memory_t.outerjoin(
+    memory_block_t, and_(B.workspace_id == M.workspace_id, B.block_id == M.block_id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which memories: any combination of the three (None = any)."""
+
+    conversation_id: str | None = None
+    block_id: str | None = None
+    block_name: str | None = None
+
+    def where(self, workspace_id: int) -> list:
+        conds = [M.workspace_id == workspace_id]
+        if self.conversation_id is not None:
+            conds.append(M.conversation_id == self.conversation_id)
+        if self.block_id is not None:
+            conds.append(M.block_id == self.block_id)
+        if self.block_name is not None:
+            conds.append(
+                M.block_id.in_(
+                    select(B.block_id).where(
+                        B.workspace_id == workspace_id, B.name == self.block_name
+                    )
+                )
+            )
+        return conds
+
+
+def _page_statement(by_conversation: bool, by_block: bool, by_name: bool):  # noqa: ANN202
+    conds = [M.workspace_id == bindparam("ws")]
+    if by_conversation:
+        conds.append(M.conversation_id == bindparam("conv"))
+    if by_block:
+        conds.append(M.block_id == bindparam("block"))
+    if by_name:
+        named = select(B.block_id).where(
+            B.workspace_id == bindparam("ws"), B.name == bindparam("name")
+        )
+        conds.append(M.block_id.in_(named))
+    # One conversation has few memories: find them by the unique (workspace, conversation,
+    # block) index and sort, rather than walk every memory of the workspace in id order
+    # (`id + 0` keeps SQLite's planner from choosing the latter).
+    order = M.id + 0 if by_conversation else M.id
+    return (
+        select(*_MEMORY_COLUMNS, B.name.label("block_name"))
+        .select_from(_NAMED)
+        .where(*conds, order > bindparam("after"))
+        .order_by(order)
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once per combination of filters (building a statement costs more than running it).
+_PAGES = {
+    (c, b, n): _page_statement(c, b, n)
+    for c in (False, True)
+    for b in (False, True)
+    for n in (False, True)
+}
+
+
+def memory_page(
+    conn: Connection, workspace_id: int, flt: Filter, after: int, limit: int
+) -> list[Row]:
+    """Memories with id > after, in id order, each with its block's registered name."""
+    stmt = _PAGES[
+        (flt.conversation_id is not None, flt.block_id is not None, flt.block_name is not None)
+    ]
+    params = {
+        "ws": workspace_id,
+        "conv": flt.conversation_id,
+        "block": flt.block_id,
+        "name": flt.block_name,
+        "after": after,
+        "limit": limit,
+    }
+    return list(conn.execute(stmt, params))
+
+
+_MEMORY_BY_PAIR = (
+    select(*_MEMORY_COLUMNS, B.name.label("block_name"))
+    .select_from(_NAMED)
+    .where(
+        M.workspace_id == bindparam("ws"),
+        M.conversation_id == bindparam("conv"),
+        M.block_id == bindparam("block"),
+    )
+)
+_MEMORY_BY_ID = (
+    select(*_MEMORY_COLUMNS, B.name.label("block_name"))
+    .select_from(_NAMED)
+    .where(M.workspace_id == bindparam("ws"), M.id == bindparam("id"))
+)
+
+
+def memory_by_pair(
+    conn: Connection, workspace_id: int, conversation_id: str, block_id: str
+) -> Row | None:
+    params = {"ws": workspace_id, "conv": conversation_id, "block": block_id}
+    return conn.execute(_MEMORY_BY_PAIR, params).first()
+
+
+def memory_by_id(conn: Connection, workspace_id: int, memory_id: int) -> Row | None:
+    return conn.execute(_MEMORY_BY_ID, {"ws": workspace_id, "id": memory_id}).first()
+
+
+# The newest `n` messages of each listed memory, in one query: a primary-key range per memory.
+# `content` is null for a message larger than :cap bytes, so that a read on the event loop's
+# thread never fetches a large one (the caller reads again in a thread).
+_CAPPED_CONTENT = case((MM.size <= bindparam("cap"), MM.content), else_=None).label("content")
+_TAILS = (
+    select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT)
+    .select_from(
+        memory_t.join(
+            memory_message_t,
+            and_(MM.memory_id == M.id, MM.seq >= M.next_seq - bindparam("n")),
+        )
+    )
+    .where(M.id.in_(bindparam("ids", expanding=True)))
+    .order_by(MM.memory_id, MM.seq)
+)
+# The first message of each listed memory when it is a system message (for keepSystem).
+_SYSTEM_HEADS = select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT).where(
+    MM.memory_id.in_(bindparam("ids", expanding=True)), MM.seq == 0, MM.role == "system"
+)
+_RANGE = (
+    select(MM.memory_id, MM.seq, MM.role, MM.content)
+    .where(
+        MM.memory_id == bindparam("id"),
+        MM.seq >= bindparam("lo"),
+        MM.seq < bindparam("hi"),
+    )
+    .order_by(MM.seq)
+)
+
+
+NO_CAP = 2**31 - 1  # (size is an INTEGER column)
+
+
+def tails(conn: Connection, memory_ids: list[int], n: int, cap: int = NO_CAP) -> list[Row]:
+    """The last `n` messages of each memory, ordered by (memory_id, seq); `content` is None
+    for messages of more than `cap` bytes."""
+    if not memory_ids or n <= 0:
+        return []
+    return list(conn.execute(_TAILS, {"ids": memory_ids, "n": n, "cap": cap}))
+
+
+def system_heads(conn: Connection, memory_ids: list[int], cap: int = NO_CAP) -> list[Row]:
+    if not memory_ids:
+        return []
+    return list(conn.execute(_SYSTEM_HEADS, {"ids": memory_ids, "cap": cap}))
+
+
+def message_range(conn: Connection, memory_id: int, lo: int, hi: int) -> list[Row]:
+    """Messages with lo <= seq < hi, in order."""
+    return list(conn.execute(_RANGE, {"id": memory_id, "lo": lo, "hi": hi}))
+
+
+# --- deletes -------------------------------------------------------------------------------------
+
+
+def count_matching(conn: Connection, workspace_id: int, flt: Filter) -> tuple[int, int]:
+    """(memories, bytes charged for their messages) matching the filter."""
+    row = conn.execute(
+        select(func.count(), func.coalesce(func.sum(M.bytes), 0)).where(*flt.where(workspace_id))
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def delete_matching(conn: Connection, workspace_id: int, flt: Filter) -> int:
+    """Delete the matching memories; their messages go with them (ON DELETE CASCADE)."""
+    return conn.execute(delete(memory_t).where(*flt.where(workspace_id))).rowcount
+
+
+def stored_bytes(conn: Connection, workspace_id: int) -> int:
+    """Recount of the bytes of memory messages a workspace stores (for checks)."""
+    result = conn.execute(
+        select(func.coalesce(func.sum(MM.size), 0))
+        .select_from(memory_message_t.join(memory_t, M.id == MM.memory_id))
+        .where(M.workspace_id == workspace_id)
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,453 @@
+"""Tool messages (SPEC 5): the envelope `{"type", "message", "meta"}`, builders, the two wire
+framings (NDJSON lines and server-sent events), and the rules that turn a stream of messages into
+the outputs a workflow node sees.
+
+Shared by the server (which validates what its tools emit) and the Python client (which parses
+and collects); nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+# The exception classes live with the client (they are what its users catch). Imported where
+# raised: `memory_service.client` imports this module, so a top-level import would be circular.
+
+DEFAULT_MIME = "application/octet-stream"
+# A workflow node's own outputs; a tool variable may not shadow them.
+RESERVED_VARIABLES = frozenset({"text", "files", "json"})
+
+
+# --- message bodies ------------------------------------------------------------------------------
+
+
+class TextBody(msgspec.Struct):
+    text: str
+
+
+class BlobBody(msgspec.Struct):
+    blob: bytes  # base64 on the wire (msgspec encodes and decodes bytes as base64)
+
+
+class JsonBody(msgspec.Struct):
+    json_object: dict[str, Any] | list[Any]
+
+
+class VariableBody(msgspec.Struct):
+    variable_name: str
+    variable_value: Any
+    stream: bool = False
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+    code: str = "error"
+
+
+# --- messages (tagged by "type") -----------------------------------------------------------------
+
+
+class TextMessage(msgspec.Struct, tag_field="type", tag="text"):
+    message: TextBody
+    meta: dict[str, Any] = {}
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
+
+class LinkMessage(msgspec.Struct, tag_field="type", tag="link"):
+    message: TextBody  # {text: url}
+    meta: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return self.message.text
+
+
+class ImageMessage(msgspec.Struct, tag_field="type", tag="image"):
+    message: TextBody  # {text: url}
+    meta: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return self.message.text
+
+
+class BlobMessage(msgspec.Struct, tag_field="type", tag="blob"):
+    message: BlobBody
+    meta: dict[str, Any] = {}
+
+    @property
+    def data(self) -> bytes:
+        return self.message.blob
+
+    @property
+    def mime_type(self) -> str:
+        return self.meta.get("mime_type") or DEFAULT_MIME
+
+    @property
+    def filename(self) -> str | None:
+        return self.meta.get("filename")
+
+
+class JsonMessage(msgspec.Struct, tag_field="type", tag="json"):
+    message: JsonBody
+    meta: dict[str, Any] = {}
+
+    @property
+    def json_object(self) -> dict[str, Any] | list[Any]:
+        return self.message.json_object
+
+
+class VariableMessage(msgspec.Struct, tag_field="type", tag="variable"):
+    message: VariableBody
+    meta: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self.message.variable_name
+
+    @property
+    def value(self) -> Any:
+        return self.message.variable_value
+
+    @property
+    def stream(self) -> bool:
+        return self.message.stream
+
+
+class ErrorMessage(msgspec.Struct, tag_field="type", tag="error"):
+    """Ends a stream that failed; nothing follows it."""
+
+    message: ErrorBody
+    meta: dict[str, Any] = {}
+
+    @property
+    def error(self) -> str:
+        return self.message.error
+
+    @property
+    def code(self) -> str:
+        return self.message.code
+
+
+class UnknownMessage(msgspec.Struct):
+    """A message of a type this version does not know; kept, and ignored by the collector."""
+
+    type: str
+    message: Any = None
+    meta: dict[str, Any] = {}
+
+
+ToolMessage = (
+    TextMessage
+    | LinkMessage
+    | ImageMessage
+    | BlobMessage
+    | JsonMessage
+    | VariableMessage
+    | ErrorMessage
+)
+MESSAGE_TYPES = ("text", "link", "image", "blob", "json", "variable", "error")
+
+
+# --- builders ------------------------------------------------------------------------------------
+
+
+def text(value: str) -> TextMessage:
+    return TextMessage(TextBody(value))
+
+
+def link(url: str) -> LinkMessage:
+    return LinkMessage(TextBody(url))
+
+
+def image(url: str) -> ImageMessage:
+    return ImageMessage(TextBody(url))
+
+
+def blob(data: bytes, mime_type: str | None = None, filename: str | None = None) -> BlobMessage:
+    meta: dict[str, Any] = {"mime_type": mime_type or DEFAULT_MIME}
+    if filename:
+        meta["filename"] = filename
+    return BlobMessage(BlobBody(data), meta)
+
+
+def json_message(obj: dict[str, Any] | list[Any]) -> JsonMessage:
+    return JsonMessage(JsonBody(obj))
+
+
+def variable(name: str, value: Any, stream: bool = False) -> VariableMessage:
+    return VariableMessage(VariableBody(name, value, stream))
+
+
+def error(message: str, code: str = "error") -> ErrorMessage:
+    return ErrorMessage(ErrorBody(message, code))
+
+
+# --- wire framing --------------------------------------------------------------------------------
+
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ToolMessage)
+_loose = msgspec.json.Decoder(UnknownMessage)
+
+
+def encode_ndjson(messages: Iterable[ToolMessage]) -> bytes:
+    """One JSON object per line. Every line is built whole before it is sent: JSON escapes
+    newlines inside strings, so a line break only ever ends a message."""
+    return _encoder.encode_lines(list(messages))
+
+
+def encode_sse(messages: Iterable[ToolMessage]) -> bytes:
+    """Server-sent events: `event: <type>` and the same envelope as one `data:` line."""
+    out = bytearray()
+    for m in messages:
+        out += b"event: " + type_of(m).encode() + b"\ndata: " + _encoder.encode(m) + b"\n\n"
+    return bytes(out)
+
+
+def type_of(message: ToolMessage) -> str:
+    return message.__struct_config__.tag  # type: ignore[return-value]
+
+
+def decode_message(raw: bytes | str) -> ToolMessage | UnknownMessage:
+    """Parse one envelope; a well-formed message of an unknown type comes back as UnknownMessage."""
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        try:
+            loose = _loose.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            loose = None
+        if loose is not None and loose.type not in MESSAGE_TYPES:
+            return loose
+        from ..client.errors import StreamError
+
+        raise StreamError(f"malformed tool message: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        from ..client.errors import StreamError
+
+        raise StreamError(f"tool message is not valid JSON: {exc}") from exc
+
+
+# --- node outputs --------------------------------------------------------------------------------
+
+
+@dataclass
+class File:
+    """A file output: the bytes of a blob (or the url of an image)."""
+
+    data: bytes | None
+    mime_type: str = DEFAULT_MIME
+    filename: str | None = None
+    url: str | None = None
+
+
+@dataclass
+class NodeOutputs:
+    """What a workflow node sees after a tool ran (SPEC 5)."""
+
+    text: str = ""
+    files: list[File] = field(default_factory=list)
+    json: list[Any] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The node's output variables by name: `text`, `files`, `json`, then the tool's own."""
+        return {"text": self.text, "files": self.files, "json": self.json, **self.variables}
+
+
+class _Chunks(list):
+    """A streamed variable's chunks; the value is their concatenation (joined once, at the end,
+    so that ten thousand chunks cost linear time)."""
+
+
+class OutputCollector:
+    """Folds messages into node outputs with the rules of SPEC 5:
+
+    - `text` messages are joined; `blob`s (and `image` urls) become `files`; `json` objects are
+      listed in order; `link`s are kept in `links`;
+    - a non-streamed variable replaces any earlier value of the same name;
+    - a streamed variable (strings only) is appended chunk by chunk, to "" or to an earlier string;
+    - `text`, `files` and `json` may not be variable names;
+    - an `error` message raises ToolError.
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._files: list[File] = []
+        self._json: list[Any] = []
+        self._links: list[str] = []
+        self._vars: dict[str, Any] = {}
+
+    def add(self, message: ToolMessage | UnknownMessage) -> None:
+        if isinstance(message, TextMessage):
+            self._text.append(message.text)
+        elif isinstance(message, VariableMessage):
+            self.set_variable(message.name, message.value, message.stream)
+        elif isinstance(message, BlobMessage):
+            self._files.append(File(message.data, message.mime_type, message.filename))
+        elif isinstance(message, JsonMessage):
+            self._json.append(message.json_object)
+        elif isinstance(message, LinkMessage):
+            self._links.append(message.url)
+        elif isinstance(message, ImageMessage):
+            mime = message.meta.get("mime_type") or "image/*"
+            self._files.append(File(None, mime, message.meta.get("filename"), message.url))
+        elif isinstance(message, ErrorMessage):
+            from ..client.errors import ToolError
+
+            raise ToolError(message.error, code=message.code)
+        # UnknownMessage: a newer server's type; ignored rather than failing the node.
+
+    def set_variable(self, name: str, value: Any, stream: bool) -> None:
+        if not isinstance(name, str) or not name:
+            raise _output_error(
+                "a variable name must be a non-empty string", code="invalid_variable"
+            )
+        if name in RESERVED_VARIABLES:
+            raise _output_error(
+                f"{name!r} is reserved for the node's own output and cannot be a variable name",
+                code="reserved_variable",
+            )
+        if not stream:
+            self._vars[name] = value
+            return
+        if not isinstance(value, str):
+            raise _output_error(
+                f"streamed variable {name!r} got a {type(value).__name__}: streamed variables "
+                "are strings, appended chunk by chunk",
+                code="invalid_stream_variable",
+            )
+        current = self._vars.get(name)
+        if isinstance(current, _Chunks):
+            current.append(value)
+        elif current is None and name not in self._vars:
+            self._vars[name] = _Chunks([value])
+        elif isinstance(current, str):
+            self._vars[name] = _Chunks([current, value])
+        else:
+            raise _output_error(
+                f"cannot append a streamed chunk to variable {name!r}, which holds a "
+                f"{type(current).__name__}",
+                code="invalid_stream_variable",
+            )
+
+    def streamed_names(self) -> list[str]:
+        """Variables whose value was (last) built from streamed chunks."""
+        return [k for k, v in self._vars.items() if isinstance(v, _Chunks)]
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return {k: "".join(v) if isinstance(v, _Chunks) else v for k, v in self._vars.items()}
+
+    def outputs(self) -> NodeOutputs:
+        return NodeOutputs(
+            text="".join(self._text),
+            files=list(self._files),
+            json=list(self._json),
+            variables=self.variables,
+            links=list(self._links),
+        )
+
+
+def _output_error(message: str, code: str = "invalid_output") -> Exception:
+    from ..client.errors import OutputError
+
+    return OutputError(message, code=code)
+
+
+def collect(messages: Iterable[ToolMessage | UnknownMessage]) -> NodeOutputs:
+    collector = OutputCollector()
+    for m in messages:
+        collector.add(m)
+    return collector.outputs()
+
+
+# --- the server's check of what a tool emits -----------------------------------------------------
+
+
+class OutputSchema:
+    """A tool's output_schema, compiled once. Each variable is checked against its property as
+    it is emitted (a bad value is never sent); at the end, the streamed ones once joined, and the
+    set as a whole (required variables, nothing undeclared)."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
+        from .schema import compile_schema
+
+        Draft202012Validator.check_schema(schema)  # a malformed schema fails at import
+        if schema.get("type") != "object":
+            raise ValueError("an output_schema must have type: object")
+        self.schema = schema
+        props = schema.get("properties", {})
+        bad = RESERVED_VARIABLES & set(props)
+        if bad:
+            raise ValueError(f"output_schema declares reserved names: {sorted(bad)}")
+        self.each = {name: compile_schema(sub) for name, sub in props.items()}
+        # The whole object with each property's own check left to `each`: checked once, not
+        # twice (a page of memories is the bulk of the work).
+        self.shallow = compile_schema({**schema, "properties": dict.fromkeys(props, True)})
+        self.closed = schema.get("additionalProperties") is False
+        self.required = list(schema.get("required", []))
+
+    def validator(self) -> OutputValidator:
+        return OutputValidator(self)
+
+
+class OutputValidator:
+    """One invocation's check. `check(message)` before a message is sent (a bad variable is never
+    sent), `finish()` after the last one."""
+
+    def __init__(self, schema: OutputSchema) -> None:
+        self.schema = schema
+        self.collector = OutputCollector()
+
+    def check(self, message: ToolMessage) -> None:
+        if isinstance(message, VariableMessage):
+            name = message.name
+            sub = self.schema.each.get(name)
+            if sub is None and self.schema.closed and name not in RESERVED_VARIABLES:
+                raise _output_error(
+                    f"variable {name!r} is not declared in the tool's output_schema",
+                    code="undeclared_variable",
+                )
+            if not message.stream and sub is not None:
+                problem = sub(message.value, "")
+                if problem:
+                    raise _output_error(
+                        f"variable {name!r} does not match the output_schema: {problem}"
+                    )
+        elif isinstance(message, ErrorMessage):
+            raise _output_error("a tool may not emit an error message itself; it raises")
+        self.collector.add(message)
+
+    def finish(self) -> NodeOutputs:
+        outputs = self.collector.outputs()
+        missing = [n for n in self.schema.required if n not in outputs.variables]
+        if missing:
+            raise _output_error(
+                f"the tool did not emit declared variable(s) {', '.join(missing)}",
+                code="missing_variable",
+            )
+        for name in self.collector.streamed_names():
+            sub = self.schema.each.get(name)
+            problem = sub(outputs.variables[name], "") if sub else None
+            if problem:
+                raise _output_error(
+                    f"streamed variable {name!r} does not match the output_schema: {problem}"
+                )
+        problem = self.schema.shallow(outputs.variables, "")
+        if problem:
+            raise _output_error(f"output variables do not match the output_schema: {problem}")
+        return outputs

@@ -1,0 +1,108 @@
+"""API fuzzing: schemathesis generates requests from the committed openapi.yaml (valid ones and,
+in its negative mode, invalid ones) and sends them to a real server process. Every answer must be
+something other than a 5xx, carry a status code the document declares for that operation, and
+have a body that matches the declared schema.
+
+Bounded for CI: MEMORY_FUZZ_EXAMPLES (default 25) examples per operation and database, with a
+fixed seed (derandomized), so a run is repeatable; raise it locally to search harder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from memory_service.settings import sqlite_url
+from tests.conftest import ADMIN_TOKEN
+from tests.support.server import LiveServer, create_workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = int(os.environ.get("MEMORY_FUZZ_EXAMPLES", "25"))
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+schema = schemathesis.openapi.from_path(ROOT / "openapi.yaml")
+
+
+@dataclass
+class Target:
+    server: LiveServer
+    database_url: str
+    key: str = ""
+
+    def ensure_workspace(self) -> None:
+        """A live key of a workspace with some data. A generated admin call may have revoked
+        the key or deleted the workspace (ids and names are small and guessable): renew it."""
+        if self.key:
+            r = httpx.get(f"{self.server.url}/api/usage", headers=self.auth())
+            if r.status_code == 200:
+                return
+        name = f"fuzz-{uuid.uuid4().hex[:8]}"
+        r = httpx.post(f"{self.server.url}/admin/workspaces", json={"name": name}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        self.key = r.json()["key"]
+        h = self.auth()
+        for key in ("a", "b/c", "x y"):
+            httpx.put(f"{self.server.url}/api/kv/{key}", content=b"v", headers=h)
+        httpx.post(
+            f"{self.server.url}/api/memory",
+            json={"conversationId": "c", "role": "user", "content": "hi", "blockName": "n"},
+            headers=h,
+        )
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    base = tmp_path_factory.mktemp("fuzz")
+    if request.param == "sqlite":
+        url = sqlite_url(base / "memory.db")
+    else:
+        url = request.getfixturevalue("pg").create_database(f"fuzz_{uuid.uuid4().hex[:8]}")
+    create_workspace(url, "seed")  # migrates
+    with LiveServer(url, base) as server:
+        target = Target(server, url)
+        target.ensure_workspace()
+        yield target
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_answers_as_documented(case: schemathesis.Case, target: Target) -> None:
+    target.ensure_workspace()
+    headers = ADMIN if case.path.startswith("/admin") else target.auth()
+    case.call_and_validate(base_url=target.server.url, headers=headers, checks=CHECKS)
+
+
+def test_server_logged_no_errors(target: Target) -> None:
+    """Nothing the fuzzer sent made the server log an unhandled error."""
+    log = target.server.log_text()
+    assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-5000:]

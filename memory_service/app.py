@@ -129,5 +129,7 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    app.asgi_handler = ObserveMiddleware(app.asgi_handler, services.metrics)
+    app.asgi_handler = ObserveMiddleware(
+        app.asgi_handler, services.metrics, access_log=settings.access_log
+    )
     return app

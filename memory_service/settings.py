@@ -24,6 +24,17 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, got {raw!r}")
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -64,6 +75,7 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     pg_pool_size: int = 10
     log_level: str = "INFO"
+    access_log: bool = True
     # A request head (request line + headers) larger than this, or not complete within this
     # many seconds, is refused (431 / 408) and its connection closed: see http/protocol.py.
     max_header_bytes: int = 64 * 1024
@@ -97,6 +109,7 @@ class Settings:
             sqlite_synchronous=env.get("MEMORY_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
             pg_pool_size=_int(env, "MEMORY_PG_POOL_SIZE", 10),
             log_level=env.get("MEMORY_LOG_LEVEL", "INFO").upper(),
+            access_log=_flag(env, "MEMORY_ACCESS_LOG", True),
             max_header_bytes=_int(env, "MEMORY_MAX_HEADER_BYTES", 64 * 1024),
             header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..settings import Settings
+from .prepared import FastConnection
 
 T = TypeVar("T")
 Txn = Callable[..., T]
@@ -52,8 +53,9 @@ def _sqlite_engine(
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # noqa: ANN001
-        # Autocommit at the driver level so that the "begin" hook below decides the BEGIN kind:
-        # a deferred transaction that reads then writes fails at once with "database is locked".
+        # Autocommit at the driver level: transactions are begun explicitly (see _transaction),
+        # since a deferred transaction that reads then writes fails at once with "database is
+        # locked" where BEGIN IMMEDIATE would have waited.
         dbapi_conn.isolation_level = None
         mode = dbapi_conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -62,13 +64,29 @@ def _sqlite_engine(
         dbapi_conn.execute(f"PRAGMA busy_timeout={busy}")
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
-    begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql(begin_sql)
-
     return engine
+
+
+def _transaction(conn: FastConnection, begin: str, fn: Txn[T], args: tuple) -> T:
+    """Run `fn` in one SQLite transaction, begun and ended on the driver.
+
+    SQLAlchemy's own transaction on this connection is bookkeeping only (pysqlite's begin is a
+    no-op with autocommit on), so it is reset after the driver's transaction has ended.
+    """
+    raw = conn.raw
+    try:
+        raw.execute(begin)
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        return result
+    finally:
+        if conn.sa.in_transaction():
+            conn.sa.rollback()
 
 
 class _GroupCommitWriter:
@@ -98,7 +116,7 @@ class _GroupCommitWriter:
         return fut
 
     def _run(self) -> None:
-        conn = self.engine.connect()
+        conn = FastConnection(self.engine.connect())
         try:
             while True:
                 self._wake.wait()
@@ -113,30 +131,16 @@ class _GroupCommitWriter:
                 elif closed:
                     return
         finally:
-            conn.close()
+            conn.sa.close()
 
-    def _commit(self, conn: Connection, batch: list) -> None:
+    def _commit(self, conn: FastConnection, batch: list) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with conn.begin():
-                if len(batch) == 1:  # alone in its transaction: a failure rolls it all back
-                    fn, args, _fut, _loop = batch[0]
-                    outcomes.append((True, fn(conn, *args)))
-                else:
-                    # Each write in its own savepoint, so one that fails leaves the others whole.
-                    # Raw driver calls: SQLAlchemy's nested transactions cost more than the writes.
-                    raw = conn.connection.dbapi_connection
-                    for fn, args, _fut, _loop in batch:
-                        raw.execute("SAVEPOINT w")
-                        try:
-                            result = fn(conn, *args)
-                        except Exception as exc:  # the caller gets it; the others go on
-                            raw.execute("ROLLBACK TO w")
-                            raw.execute("RELEASE w")
-                            outcomes.append((False, exc))
-                        else:
-                            raw.execute("RELEASE w")
-                            outcomes.append((True, result))
+            if len(batch) == 1:  # alone in its transaction: a failure rolls it all back
+                fn, args, _fut, _loop = batch[0]
+                outcomes.append((True, _transaction(conn, "BEGIN IMMEDIATE", fn, args)))
+            else:
+                outcomes = _transaction(conn, "BEGIN IMMEDIATE", _each_in_a_savepoint, (batch,))
         except Exception as exc:  # the transaction failed: nothing of the batch happened
             outcomes = [(False, exc)] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -150,6 +154,24 @@ class _GroupCommitWriter:
             self._closed = True
         self._wake.set()
         self._thread.join(timeout=30)
+
+
+def _each_in_a_savepoint(conn: FastConnection, batch: list) -> list[tuple[bool, Any]]:
+    """Each write in its own savepoint, so one that fails leaves the others whole."""
+    raw = conn.raw
+    outcomes: list[tuple[bool, Any]] = []
+    for fn, args, _fut, _loop in batch:
+        raw.execute("SAVEPOINT w")
+        try:
+            result = fn(conn, *args)
+        except Exception as exc:  # the caller gets it; the others go on
+            raw.execute("ROLLBACK TO w")
+            raw.execute("RELEASE w")
+            outcomes.append((False, exc))
+        else:
+            raw.execute("RELEASE w")
+            outcomes.append((True, result))
+    return outcomes
 
 
 def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
@@ -181,8 +203,8 @@ class Database:
             self._inline_engine = _sqlite_engine(
                 settings, writer=False, pool_size=1, busy_timeout_ms=20
             )
-            self._inline_conn: Connection | None = None
-            self._read_conns: list[Connection] = []
+            self._inline_conn: FastConnection | None = None
+            self._read_conns: list[FastConnection] = []
             self._writer: _GroupCommitWriter | None = None
         else:
             self.engine = create_async_engine(
@@ -221,18 +243,16 @@ class Database:
 
     def _inline_read(self, fn: Txn[T], args: tuple) -> T:
         if self._inline_conn is None:
-            self._inline_conn = self._inline_engine.connect()
-        with self._inline_conn.begin():
-            return fn(self._inline_conn, *args)
+            self._inline_conn = FastConnection(self._inline_engine.connect())
+        return _transaction(self._inline_conn, "BEGIN", fn, args)
 
     def _read_sync(self, fn: Txn[T], args: tuple) -> T:
         # Each reader thread keeps its connection: a pool checkout costs as much as the query.
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = self._read_engine.connect()
+        if conn is None:
+            conn = self._local.conn = FastConnection(self._read_engine.connect())
             self._read_conns.append(conn)
-        with conn.begin():
-            return fn(conn, *args)
+        return _transaction(conn, "BEGIN", fn, args)
 
     async def dispose(self) -> None:
         if self.is_sqlite:
@@ -240,9 +260,9 @@ class Database:
                 await asyncio.get_running_loop().run_in_executor(None, self._writer.close)
             self._read_pool.shutdown(wait=True)
             for conn in self._read_conns:
-                conn.close()
+                conn.sa.close()
             if self._inline_conn is not None:
-                self._inline_conn.close()
+                self._inline_conn.sa.close()
             self._inline_engine.dispose()
             self._read_engine.dispose()
             self._write_engine.dispose()

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import NoResultFound
 
+from .prepared import prepared
 from .tables import kv_entry_t, workspace_t
 
 E = kv_entry_t.c
@@ -23,36 +24,48 @@ def live(now):  # noqa: ANN001, ANN201
 
 # The hot statements are built once, with bind parameters: building and cache-keying a statement
 # per call costs more than SQLite takes to run it.
-_LOCK_ACCOUNT = (
+_LOCK_ACCOUNT = prepared(
     select(W.used_bytes, W.quota_bytes, W.version_seq)
     .where(W.id == bindparam("ws"))
     .with_for_update()
 )
-_SAVE_ACCOUNT = (
+_SAVE_ACCOUNT = prepared(
     update(workspace_t)
     .where(W.id == bindparam("ws"))
     .values(used_bytes=bindparam("used"), version_seq=bindparam("seq"))
 )
-_ENTRY_META = select(E.id, E.size, E.version, E.expires_at).where(
-    E.workspace_id == bindparam("ws"), E.key == bindparam("key")
+_ENTRY_META = prepared(
+    select(E.id, E.size, E.version, E.expires_at).where(
+        E.workspace_id == bindparam("ws"), E.key == bindparam("key")
+    )
 )
 # The value only when it is at most :inline bytes (SQLite's length() of a blob reads no
 # content), so that a large value is fetched separately, off the event loop.
-_GET_ENTRY = select(
-    case((E.size - func.length(E.key) <= bindparam("inline"), E.value), else_=None).label("value"),
-    (E.size - func.length(E.key)).label("value_size"),
-    E.content_type,
-    E.version,
-    E.expires_at,
-    E.updated_at,
-).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
-_GET_VALUE = select(E.value).where(
-    E.workspace_id == bindparam("ws"), E.key == bindparam("key"), E.version == bindparam("version")
+_GET_ENTRY = prepared(
+    select(
+        case((E.size - func.length(E.key) <= bindparam("inline"), E.value), else_=None).label(
+            "value"
+        ),
+        (E.size - func.length(E.key)).label("value_size"),
+        E.content_type,
+        E.version,
+        E.expires_at,
+        E.updated_at,
+    ).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
 )
-_HEAD_ENTRY = select(E.size, E.key, E.content_type, E.version, E.expires_at, E.updated_at).where(
-    E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now"))
+_GET_VALUE = prepared(
+    select(E.value).where(
+        E.workspace_id == bindparam("ws"),
+        E.key == bindparam("key"),
+        E.version == bindparam("version"),
+    )
 )
-_LOCK_ACCOUNT_WITH_ENTRY = (
+_HEAD_ENTRY = prepared(
+    select(E.size, E.key, E.content_type, E.version, E.expires_at, E.updated_at).where(
+        E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now"))
+    )
+)
+_LOCK_ACCOUNT_WITH_ENTRY = prepared(
     select(W.used_bytes, W.quota_bytes, W.version_seq, E.id, E.size, E.version, E.expires_at)
     .select_from(
         workspace_t.outerjoin(kv_entry_t, and_(E.workspace_id == W.id, E.key == bindparam("key")))
@@ -60,7 +73,7 @@ _LOCK_ACCOUNT_WITH_ENTRY = (
     .where(W.id == bindparam("ws"))
     .with_for_update(of=workspace_t)
 )
-_DELETE_ENTRY = delete(kv_entry_t).where(E.id == bindparam("id"))
+_DELETE_ENTRY = prepared(delete(kv_entry_t).where(E.id == bindparam("id")))
 _UPSERT_COLUMNS = (
     "value",
     "content_type",
@@ -73,14 +86,15 @@ _UPSERT_COLUMNS = (
 
 
 def _upsert(insert_fn):  # noqa: ANN001, ANN202
-    stmt = insert_fn(kv_entry_t)
+    columns = ("workspace_id", "key", *_UPSERT_COLUMNS)
+    stmt = insert_fn(kv_entry_t).values({name: bindparam(name) for name in columns})
     return stmt.on_conflict_do_update(
         index_elements=[E.workspace_id, E.key],
         set_={name: getattr(stmt.excluded, name) for name in _UPSERT_COLUMNS},
     )
 
 
-_UPSERT = {"sqlite": _upsert(sqlite_insert), "postgresql": _upsert(pg_insert)}
+_UPSERT = {"sqlite": prepared(_upsert(sqlite_insert)), "postgresql": _upsert(pg_insert)}
 
 
 class WorkspaceGone(NoResultFound):

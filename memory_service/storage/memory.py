@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
+from .prepared import prepared
 
 M = memory_t.c
 MM = memory_message_t.c
@@ -36,7 +37,7 @@ _ROW_BLOCK_NAME = (
     .label("block_name")
 )
 # Advance the counter of an existing memory and learn where this append starts.
-_BUMP = (
+_BUMP = prepared(
     update(memory_t)
     .where(
         M.workspace_id == bindparam("ws"),
@@ -51,7 +52,7 @@ _BUMP = (
     )
     .returning(M.id, M.next_seq, M.message_count, M.created_at, _ROW_BLOCK_NAME)
 )
-_CREATE = (
+_CREATE = prepared(
     insert(memory_t)
     .values(
         workspace_id=bindparam("ws"),
@@ -65,7 +66,11 @@ _CREATE = (
     )
     .returning(M.id)
 )
-_INSERT_MESSAGES = insert(memory_message_t)
+_INSERT_MESSAGES = prepared(
+    insert(memory_message_t).values(
+        {c: bindparam(c) for c in ("memory_id", "seq", "role", "content", "size", "created_at")}
+    )
+)
 
 
 @dataclass(slots=True)
@@ -124,8 +129,8 @@ def append(
 
 # --- the block registry --------------------------------------------------------------------------
 
-_BLOCK_NAME = select(B.name).where(
-    B.workspace_id == bindparam("ws"), B.block_id == bindparam("block")
+_BLOCK_NAME = prepared(
+    select(B.name).where(B.workspace_id == bindparam("ws"), B.block_id == bindparam("block"))
 )
 _DELETE_BLOCK = delete(memory_block_t).where(
     B.workspace_id == bindparam("ws"), B.block_id == bindparam("block")
@@ -145,7 +150,10 @@ def _upsert_block(insert_fn):  # noqa: ANN001, ANN202
     )
 
 
-_UPSERT_BLOCK = {"sqlite": _upsert_block(sqlite_insert), "postgresql": _upsert_block(pg_insert)}
+_UPSERT_BLOCK = {
+    "sqlite": prepared(_upsert_block(sqlite_insert)),
+    "postgresql": _upsert_block(pg_insert),
+}
 
 
 def block_name(conn: Connection, workspace_id: int, block_id: str) -> str | None:
@@ -172,13 +180,30 @@ def list_blocks(conn: Connection, workspace_id: int, after: str | None, limit: i
 
 # --- idempotency ---------------------------------------------------------------------------------
 
-_IDEM_GET = select(I.memory_id, I.first_seq, I.count, I.request_hash, I.created_at).where(
-    I.workspace_id == bindparam("ws"), I.key == bindparam("key")
+_IDEM_GET = prepared(
+    select(I.memory_id, I.first_seq, I.count, I.request_hash, I.created_at).where(
+        I.workspace_id == bindparam("ws"), I.key == bindparam("key")
+    )
 )
 _IDEM_DELETE = delete(memory_idempotency_t).where(
     I.workspace_id == bindparam("ws"), I.key == bindparam("key")
 )
-_IDEM_INSERT = insert(memory_idempotency_t)
+_IDEM_INSERT = prepared(
+    insert(memory_idempotency_t).values(
+        {
+            c: bindparam(c)
+            for c in (
+                "workspace_id",
+                "key",
+                "memory_id",
+                "first_seq",
+                "count",
+                "request_hash",
+                "created_at",
+            )
+        }
+    )
+)
 _IDEM_SWEEP = delete(memory_idempotency_t).where(I.created_at <= bindparam("cutoff"))
 
 
@@ -311,7 +336,7 @@ def memory_page(
     return list(conn.execute(stmt, params))
 
 
-_MEMORY_BY_PAIR = (
+_MEMORY_BY_PAIR = prepared(
     select(*_MEMORY_COLUMNS, B.name.label("block_name"))
     .select_from(_NAMED)
     .where(
@@ -320,7 +345,7 @@ _MEMORY_BY_PAIR = (
         M.block_id == bindparam("block"),
     )
 )
-_MEMORY_BY_ID = (
+_MEMORY_BY_ID = prepared(
     select(*_MEMORY_COLUMNS, B.name.label("block_name"))
     .select_from(_NAMED)
     .where(M.workspace_id == bindparam("ws"), M.id == bindparam("id"))
@@ -357,7 +382,7 @@ _TAILS = (
 _SYSTEM_HEADS = select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT).where(
     MM.memory_id.in_(bindparam("ids", expanding=True)), MM.seq == 0, MM.role == "system"
 )
-_RANGE = (
+_RANGE = prepared(
     select(MM.memory_id, MM.seq, MM.role, MM.content)
     .where(
         MM.memory_id == bindparam("id"),

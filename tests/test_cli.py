@@ -92,7 +92,7 @@ def test_workspace_and_key_lifecycle(sqlite_database_url: str, tmp_path: Path) -
         server.stop()
 
 
-def serve_once(url: str, tmp_path: Path, run_no: int) -> str:
+def serve_once(url: str | None, tmp_path: Path, run_no: int, env: dict | None = None) -> str:
     """Start `serve` (default workspace creation on), wait until it answers, stop it; its stdout.
 
     Not a LiveServer: the key printed on first start is meant for the operator's terminal, and
@@ -109,12 +109,11 @@ def serve_once(url: str, tmp_path: Path, run_no: int) -> str:
                 "serve",
                 "--port",
                 str(port),
-                "--database-url",
-                url,
+                *(["--database-url", url] if url else []),
             ],
             stdout=stdout,
             stderr=stderr,
-            env={**os.environ, "MEMORY_ADMIN_TOKEN": ""},
+            env={**os.environ, "MEMORY_ADMIN_TOKEN": "", **(env or {})},
             start_new_session=True,
         )
         try:
@@ -149,3 +148,13 @@ def test_first_serve_prints_the_default_key_once(sqlite_database_url: str, tmp_p
     assert "listening on" in second
     names = [w["name"] for w in run_json("workspace", "list", url=sqlite_database_url)]
     assert names == ["default"]
+
+
+def test_first_start_on_a_fresh_machine_uses_the_default_file(tmp_path: Path) -> None:
+    """The README's `./dev serve` with no configuration: the default SQLite file's folder does
+    not exist yet on a fresh machine."""
+    home = tmp_path / "fresh-home"
+    env = {"XDG_DATA_HOME": str(home), "MEMORY_DATABASE_URL": ""}
+    first = serve_once(None, tmp_path, 1, env=env)
+    assert "Created workspace 'default'" in first and "msk_" in first
+    assert (home / "memory-service" / "memory.db").is_file()

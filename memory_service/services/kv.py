@@ -22,6 +22,7 @@ from .metrics import Metrics
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Values up to this size are read on the event loop's thread (SQLite); larger ones in a thread.
 INLINE_VALUE_BYTES = 64 * 1024
+MIN_TTL_SECONDS = 0.001
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
@@ -110,9 +111,11 @@ class Value:
 def check_ttl(ttl: float | None) -> float | None:
     if ttl is None:
         return None
-    if not (0 < ttl <= MAX_TTL_SECONDS):
+    # Expiry is kept in milliseconds: a shorter TTL would expire before it was stored.
+    if not (MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS):
         raise BadRequest(
-            f"ttl must be a number of seconds in (0, {MAX_TTL_SECONDS}]", code="invalid_ttl"
+            f"ttl must be a number of seconds from {MIN_TTL_SECONDS} to {MAX_TTL_SECONDS}",
+            code="invalid_ttl",
         )
     return ttl
 

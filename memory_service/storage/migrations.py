@@ -31,6 +31,10 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
     cfg = alembic_config(database_url)
     engine = create_async_engine(database_url)
     if engine.dialect.name == "sqlite":
+        # The default file lives in a folder that a fresh machine does not have yet.
+        path = engine.url.database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         _transactional_sqlite(engine)
     try:
         async with engine.connect() as conn:

@@ -115,6 +115,16 @@ def block_from_path(request: Request) -> str:
         raise BadRequest("blockId is not valid UTF-8", code="invalid_id") from exc
 
 
+def memory_list(memories: list, next_cursor: str | None) -> MemoryList:
+    """The answer of get and getAll."""
+    return MemoryList(
+        success=True,
+        memories=[memory_item(m) for m in memories],
+        message=found(len(memories)),
+        next_cursor=next_cursor,
+    )
+
+
 class MemoryController(Controller):
     path = "/api/memory"
     tags = ["memory"]
@@ -199,12 +209,7 @@ class MemoryController(Controller):
             last_n=last_n,
             keep_system=keep_system,
         )
-        return MemoryList(
-            success=True,
-            memories=[memory_item(m) for m in memories],
-            message=found(len(memories)),
-            next_cursor=next_cursor,
-        )
+        return memory_list(memories, next_cursor)
 
     @get(
         "/all",
@@ -228,12 +233,7 @@ class MemoryController(Controller):
             last_n=last_n,
             keep_system=keep_system,
         )
-        return MemoryList(
-            success=True,
-            memories=[memory_item(m) for m in memories],
-            message=found(len(memories)),
-            next_cursor=next_cursor,
-        )
+        return memory_list(memories, next_cursor)
 
     @delete(
         "",

@@ -8,6 +8,7 @@ from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, Response, delete, get, head, put
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ParamType
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIFormat,
@@ -18,7 +19,11 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
+from litestar.openapi.spec import (
+    Parameter as OpenAPIParameter,
+)
 from litestar.params import HeaderParameter, Parameter
+from litestar.response.base import ASGIResponse
 
 from ..clock import iso
 from ..services.errors import BadRequest
@@ -82,6 +87,21 @@ class AnyTypeOperation(Operation):
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse):
             ok.content = {"*/*": OpenAPIMediaType(schema=BYTES)}
+        # Read by the handler itself (see get_value), documented here.
+        for param in self.parameters or []:
+            if getattr(param, "name", None) == "key":
+                param.description = KEY_DOC
+                param.schema = Schema(type=OpenAPIType.STRING, description=KEY_DOC)
+        self.parameters = [
+            *(self.parameters or []),
+            OpenAPIParameter(
+                name="If-None-Match",
+                param_in=ParamType.HEADER,
+                required=False,
+                schema=Schema(type=OpenAPIType.STRING),
+                description='Entity tag(s) "<version>": 304 when the entry is still at one.',
+            ),
+        ]
 
 
 class KvController(Controller):
@@ -153,24 +173,24 @@ class KvController(Controller):
         },
         operation_class=AnyTypeOperation,
     )
-    async def get_value(
-        self,
-        request: Request,
-        principal: NamedDependency[Principal],
-        key: Annotated[str, Parameter(description=KEY_DOC)],
-        if_none_match: IfNoneMatch = None,
-    ) -> Response[bytes]:
+    async def get_value(self, request: Request) -> ASGIResponse:
+        # The hottest read: the credential, the key and If-None-Match are taken from the request
+        # directly (and documented by AnyTypeOperation), since Litestar's dependency and
+        # parameter parsing cost about a fifth of the whole request.
+        principal = await provide_principal(request, request.app.state)
+        if_none_match = request.headers.get("if-none-match")
         value = await kv_of(request).get(principal.workspace_id, key_from_path(request))
         tag = etag(value.version)
         headers = {"ETag": tag}
         if value.expires_at is not None:
             headers["X-Expires-At"] = iso(value.expires_at)
         if if_none_match is not None and tag in {t.strip() for t in if_none_match.split(",")}:
-            return Response(b"", status_code=304, headers=headers)
+            return ASGIResponse(body=b"", status_code=304, headers=headers)
         # The stored type exactly: as media_type alone, Litestar appends "; charset=utf-8" to
         # every text/* type, even one that already names its charset.
         headers["Content-Type"] = value.content_type
-        return Response(value.value, media_type=value.content_type, headers=headers)
+        # The ASGI response itself: a Response's conversion costs a tenth of this read.
+        return ASGIResponse(body=value.value, media_type=value.content_type, headers=headers)
 
     @head("/kv/{key:path}", operation_id="kvExists", summary="Whether a key exists (200 or 404)")
     async def exists(

@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from ..clock import iso
 from ..services.errors import BadRequest
-from ..services.memory import MemoryOut, MemoryService, MessageOut
+from ..services.memory import Filter, MemoryOut, MemoryService, MessageOut
 from ..services.workspaces import Principal
 from .auth import provide_principal
 from .memory_schemas import (
@@ -115,8 +115,24 @@ def block_from_path(request: Request) -> str:
         raise BadRequest("blockId is not valid UTF-8", code="invalid_id") from exc
 
 
-def memory_list(memories: list, next_cursor: str | None) -> MemoryList:
-    """The answer of get and getAll."""
+async def read_memories(
+    request: Request,
+    principal: Principal,
+    flt: Filter | None,
+    limit: int | None,
+    cursor: str | None,
+    last_n: int | None,
+    keep_system: bool,
+) -> MemoryList:
+    """get (with a filter) and getAll (without): the same read, the same answer."""
+    memories, next_cursor = await memory_of(request).get(
+        principal.workspace_id,
+        flt,
+        limit=limit,
+        cursor=cursor,
+        last_n=last_n,
+        keep_system=keep_system,
+    )
     return MemoryList(
         success=True,
         memories=[memory_item(m) for m in memories],
@@ -199,17 +215,8 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        service = memory_of(request)
-        flt = service.filter(conversation_id, legacy_id, block_id, block_name)
-        memories, next_cursor = await service.get(
-            principal.workspace_id,
-            flt,
-            limit=limit,
-            cursor=cursor,
-            last_n=last_n,
-            keep_system=keep_system,
-        )
-        return memory_list(memories, next_cursor)
+        flt = memory_of(request).filter(conversation_id, legacy_id, block_id, block_name)
+        return await read_memories(request, principal, flt, limit, cursor, last_n, keep_system)
 
     @get(
         "/all",
@@ -225,15 +232,7 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        memories, next_cursor = await memory_of(request).get(
-            principal.workspace_id,
-            None,
-            limit=limit,
-            cursor=cursor,
-            last_n=last_n,
-            keep_system=keep_system,
-        )
-        return memory_list(memories, next_cursor)
+        return await read_memories(request, principal, None, limit, cursor, last_n, keep_system)
 
     @delete(
         "",

@@ -44,23 +44,25 @@ def _batch(n: int, start: int = 0) -> list[dict[str, str]]:
 
 def populate_small(ctx: Any, sc: Any) -> None:
     """SMALL_MEMORIES memories of SMALL_MESSAGES messages: one batch add each."""
-    if getattr(ctx, "_memory_small_done", False):
+    done = ctx.__dict__.setdefault("_memory_small_done", set())  # per server
+    if sc.server in done:
         return
     url = ctx.servers[sc.server].url
     for n in range(SMALL_MEMORIES):
         body = {"conversationId": f"{SMALL}{n}", "messages": _batch(SMALL_MESSAGES)}
         _post(url, body, ctx.auth(), f"{sc.name} setup")
-    ctx._memory_small_done = True
+    done.add(sc.server)
 
 
 def populate_big(ctx: Any, sc: Any) -> None:
     """One memory of BIG_MESSAGES messages, in batch adds of 1,000 (the maximum batch)."""
-    if getattr(ctx, "_memory_big_done", False):
+    done = ctx.__dict__.setdefault("_memory_big_done", set())  # per server
+    if sc.server in done:
         return
     url = ctx.servers[sc.server].url
     for start in range(0, BIG_MESSAGES, 1000):
         _post(url, {"conversationId": BIG, "messages": _batch(1000, start)}, ctx.auth(), sc.name)
-    ctx._memory_big_done = True
+    done.add(sc.server)
 
 
 def _get(url: str, path: str, params: dict, headers: dict[str, str]) -> dict:

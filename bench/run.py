@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import harness
@@ -27,6 +27,7 @@ import memory_bench
 from harness import Server
 
 BENCH = Path(__file__).resolve().parent
+NOLOG = "service-nolog"  # the service with MEMORY_ACCESS_LOG=off; "service" runs the defaults
 VALUE_1K = bytes(range(256)) * 4  # 1 KiB of every byte value: values are raw bytes
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -205,6 +206,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     ]
 }
+# The same requests to the service with its access log off: what the log costs.
+for _name in ["kv-set", "kv-get", "memory-add", "memory-last20-10"]:
+    SCENARIOS[f"{_name}-nolog"] = replace(SCENARIOS[_name], name=f"{_name}-nolog", server=NOLOG)
 
 
 @dataclass
@@ -224,6 +228,23 @@ SUITES = {
         ["baseline-insert", "kv-set", "kv-get"], "baseline-insert", {"kv-set": 0.7, "kv-get": 1.5}
     ),
     "baseline": Suite(["baseline-insert", "baseline-hello"], "baseline-insert", {}),
+    # The access log, on by default, may cost at most 10% of any scenario.
+    "accesslog": Suite(
+        [
+            "baseline-insert",
+            *(
+                name
+                for base in ["kv-set", "kv-get", "memory-add", "memory-last20-10"]
+                for name in (base, f"{base}-nolog")
+            ),
+        ],
+        "baseline-insert",
+        {},
+        costs={
+            base: (f"{base}-nolog", 1.10)
+            for base in ["kv-set", "kv-get", "memory-add", "memory-last20-10"]
+        },
+    ),
     "memory": Suite(
         [
             "baseline-insert",
@@ -285,30 +306,47 @@ def start_baseline(tmp: Path) -> Server:
     return harness.start_server("baseline", cmd, port, tmp / "baseline.log")
 
 
-def start_service(tmp: Path) -> tuple[Server, str]:
-    """Create a workspace and key with the CLI, then `memory-service serve`, as a user would."""
-    exe = Path(sys.executable).with_name("memory-service")
-    exe = str(exe) if exe.exists() else shutil.which("memory-service")
-    if not exe:
-        raise SystemExit("memory-service is not installed: run `./dev setup` first")
-    url = f"sqlite+aiosqlite:///{tmp / 'ms.db'}"
-    # Nothing outside the temp dir. No access log, as for the baseline (uvicorn access_log off):
-    # like for like, and the ratio measures request handling, not log shipping.
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp), "MEMORY_ACCESS_LOG": "off"}
+def create_service_db(tmp: Path) -> tuple[Path, str]:
+    """The service's database with a `bench` workspace, made with the CLI as a user would;
+    returns the file and the workspace's key."""
+    exe = service_exe()
+    db = tmp / "ms.db"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp)}  # nothing outside the temp dir
     # A quota of 1 TiB: the quota must never refuse a benchmark write.
     create = [exe, "workspace", "create", "bench", "--quota", str(2**40), "--json"]
     created = subprocess.run(
-        [*create, "--database-url", url], capture_output=True, text=True, env=env, timeout=60
+        [*create, "--database-url", f"sqlite+aiosqlite:///{db}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     if created.returncode != 0:
         raise SystemExit(
             f"`memory-service workspace create` failed ({created.returncode}):\n"
             f"{created.stderr}{created.stdout}"
         )
-    key = json.loads(created.stdout)["key"]
+    return db, json.loads(created.stdout)["key"]
+
+
+def service_exe() -> str:
+    exe = Path(sys.executable).with_name("memory-service")
+    found = str(exe) if exe.exists() else shutil.which("memory-service")
+    if not found:
+        raise SystemExit("memory-service is not installed: run `./dev setup` first")
+    return found
+
+
+def start_service(tmp: Path, name: str, db: Path) -> Server:
+    """`memory-service serve` with the settings a user gets (the access log on), or, for
+    `service-nolog`, with MEMORY_ACCESS_LOG=off: what the log costs is the ratio of the two."""
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp)}
+    if name == NOLOG:
+        env["MEMORY_ACCESS_LOG"] = "off"
     port = harness.free_port()
-    cmd = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", url]
-    return harness.start_server("service", cmd, port, tmp / "service.log", env=env), key
+    url = f"sqlite+aiosqlite:///{db}"
+    cmd = [service_exe(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url"]
+    return harness.start_server(name, [*cmd, url], port, tmp / f"{name}.log", env=env)
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -393,8 +431,13 @@ def main() -> None:
         needed = {sc.server for sc in scenarios}
         if "baseline" in needed:
             servers["baseline"] = start_baseline(tmp)
-        if "service" in needed:
-            servers["service"], api_key = start_service(tmp)
+        if needed & {"service", NOLOG}:
+            db, api_key = create_service_db(tmp)
+            if NOLOG in needed:  # the same workspace and key, in a database of its own
+                shutil.copyfile(db, tmp / "ms-nolog.db")
+                servers[NOLOG] = start_service(tmp, NOLOG, tmp / "ms-nolog.db")
+            if "service" in needed:
+                servers["service"] = start_service(tmp, "service", db)
         ctx = Ctx(servers, api_key, args.threads, tmp)
         rss = {
             n: {"pid": s.pid, "rss_start_kib": harness.rss_kib(s.pid)} for n, s in servers.items()

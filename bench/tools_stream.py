@@ -26,7 +26,7 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import BENCH, start_service
+from run import BENCH, create_service_db, start_service
 
 CONVERSATION = "bench"
 
@@ -119,7 +119,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ms-bench-tools-"))
     server = None
     try:
-        server, key = start_service(tmp)
+        db, key = create_service_db(tmp)
+        server = start_service(tmp, "service", db)
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, timeout=120) as client:
             populate(client, auth, args.messages)

@@ -21,6 +21,7 @@ from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
 from .http.tools import ToolsController
+from .logs import access_log
 from .services.container import Services
 from .settings import Settings
 
@@ -93,15 +94,21 @@ def create_app(
 ) -> Litestar:
     settings = settings or Settings.from_env()
     services = Services.build(settings, clock) if clock else Services.build(settings)
+    access = access_log() if settings.access_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(_sweeper(services))
+        if access is not None:
+            access.start()
         try:
             yield
         finally:
+            if access is not None:
+                # After the server's last request: every line queued is written before exit.
+                await asyncio.to_thread(access.close)
             if sweeper:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -129,7 +136,5 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    app.asgi_handler = ObserveMiddleware(
-        app.asgi_handler, services.metrics, access_log=settings.access_log
-    )
+    app.asgi_handler = ObserveMiddleware(app.asgi_handler, services.metrics, access)
     return app

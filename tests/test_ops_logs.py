@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 
@@ -98,3 +99,42 @@ async def test_every_answer_has_a_fresh_request_id(sqlite_api) -> None:  # noqa:
     assert len(set(ids)) == len(ids)
     assert [r.status_code for r in answers] == [200, 404, 405, 401, 401]
     assert all(r.json()["success"] is (r.status_code == 200) for r in answers)
+
+
+def test_every_request_of_a_concurrent_burst_has_exactly_one_access_line(tmp_path) -> None:  # noqa: ANN001
+    """The access log is written by a thread of its own, in batches: none may be lost, doubled,
+    torn or interleaved with another line, and the last ones are written at shutdown."""
+    url = sqlite_url(tmp_path / "burst.db")
+    key = create_workspace(url, "burst-ws")
+    auth = {"Authorization": f"Bearer {key}"}
+    clients, per_client = 16, 60
+
+    async def one_client(base: str, n: int) -> list[str]:
+        ids = []
+        async with httpx.AsyncClient(base_url=base, headers=auth) as c:
+            for i in range(per_client):
+                rid = f"burst-{n}-{i}"
+                r = await c.put(f"/api/kv/k{n}-{i}", content=b"v", headers={"X-Request-ID": rid})
+                assert r.status_code == 201
+                ids.append(rid)
+        return ids
+
+    async def burst(base: str) -> list[str]:
+        done = await asyncio.gather(*(one_client(base, n) for n in range(clients)))
+        return [rid for ids in done for rid in ids]
+
+    with LiveServer(url, tmp_path) as server:
+        sent = asyncio.run(burst(server.url))
+        server.stop()  # lines still queued are written during shutdown
+        log_text = server.log_text()
+
+    lines = [line for line in log_text.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]  # a torn line would not parse
+    access_ids = [r["request_id"] for r in records if r["logger"] == "memory_service.access"]
+    burst_ids = [rid for rid in access_ids if rid.startswith("burst-")]
+    assert sorted(burst_ids) == sorted(sent)  # each exactly once
+    assert len(sent) == clients * per_client
+    # One client's requests are sequential, so its lines keep their order.
+    for n in range(clients):
+        mine = [rid for rid in burst_ids if rid.startswith(f"burst-{n}-")]
+        assert mine == [f"burst-{n}-{i}" for i in range(per_client)]

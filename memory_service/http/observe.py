@@ -14,11 +14,11 @@ from time import perf_counter
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..logs import request_id_var
+from ..logs import ACCESS_LOGGER, AccessLog, request_id_var
 from ..services.metrics import Metrics
 from .auth import WORKSPACE_SCOPE_KEY
 
-access_log = logging.getLogger("memory_service.access")
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A client's request id is kept when it is short and printable ASCII (it is echoed in a header
@@ -39,11 +39,10 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, *, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.app = app
         self.metrics = metrics
-        # A log line costs about a quarter of a small request's time: operators who ship
-        # access logs from a proxy may turn these off (MEMORY_ACCESS_LOG=off).
+        # None when MEMORY_ACCESS_LOG=off (operators who log requests at a proxy).
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,15 +70,15 @@ class ObserveMiddleware:
             method = scope["method"]
             self.metrics.observe_request(method, route, status, seconds)
             level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
-            if self.access_log and access_log.isEnabledFor(level):
-                fields = {
-                    "method": method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                }
-                workspace = scope.get(WORKSPACE_SCOPE_KEY)
-                if workspace is not None:
-                    fields["workspace"] = workspace
-                access_log.log(level, "request", extra={"fields": fields})
+            # The level check keeps MEMORY_LOG_LEVEL the one switch for what is written.
+            if self.access_log is not None and access_logger.isEnabledFor(level):
+                self.access_log.record(
+                    level,
+                    request_id,
+                    method,
+                    route,
+                    status,
+                    seconds,
+                    scope.get(WORKSPACE_SCOPE_KEY),
+                )
             request_id_var.reset(token)

@@ -23,6 +23,7 @@ from .http.ops import OpsController
 from .http.tools import ToolsController
 from .services.container import Services
 from .settings import Settings
+from .tools import catalogue
 
 log = logging.getLogger("memory_service")
 
@@ -92,6 +93,7 @@ def create_app(
     settings: Settings | None = None, *, clock: Callable[[], int] | None = None
 ) -> Litestar:
     settings = settings or Settings.from_env()
+    catalogue.tools()  # reads and checks the tool manifests: a broken one stops the start-up
     services = Services.build(settings, clock) if clock else Services.build(settings)
 
     @contextlib.asynccontextmanager

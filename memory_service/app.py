@@ -17,6 +17,7 @@ from .http.admin import AdminController
 from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.kv import KvController
+from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
@@ -96,6 +97,8 @@ def create_app(
     catalogue.tools()  # reads and checks the tool manifests: a broken one stops the start-up
     services = Services.build(settings, clock) if clock else Services.build(settings)
 
+    mcp = McpEndpoint(services)  # the tools and memories over MCP, at /mcp
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         sweeper = None
@@ -117,10 +120,11 @@ def create_app(
             AdminController,
             OpsController,
             ToolsController,
+            mcp_handler,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[lifespan],
-        state=State({"services": services}),
+        lifespan=[lifespan, mcp.lifespan],
+        state=State({"services": services, "mcp": mcp}),
         openapi_config=openapi_config(),
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,

@@ -162,6 +162,40 @@ def parse_parameters(manifest: ToolManifest, given: dict[str, Any]) -> dict[str,
     return out
 
 
+def _parameter_schema(p: ToolParameter) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if p.type == "select":
+        schema = {"type": "string", "enum": [o.value for o in p.options or []]}
+    elif p.type in ("string", "secret-input"):
+        schema = {"type": "string"}
+    elif p.type == "number":
+        schema = {"type": "number"}
+        if p.min is not None:
+            schema["minimum"] = p.min
+        if p.max is not None:
+            schema["maximum"] = p.max
+    elif p.type == "boolean":
+        schema = {"type": "boolean"}
+    else:  # file(s): no tool takes one, and JSON-RPC has no file type to offer
+        raise ValueError(f"parameter {p.name!r} of type {p.type!r} has no JSON Schema form")
+    schema["title"] = p.label["en_US"]
+    schema["description"] = p.llm_description
+    if p.default is not None:
+        schema["default"] = p.default
+    return schema
+
+
+def input_schema(manifest: ToolManifest) -> dict[str, Any]:
+    """The parameters as one JSON Schema object (MCP's `inputSchema`): names, types, bounds,
+    select options, defaults, the model-facing descriptions, and which are required."""
+    return {
+        "type": "object",
+        "properties": {p.name: _parameter_schema(p) for p in manifest.parameters},
+        "required": [p.name for p in manifest.parameters if p.required],
+        "additionalProperties": False,
+    }
+
+
 def manifest_dict(manifest: ToolManifest) -> dict[str, Any]:
     """Plain data in the manifest's field order (for YAML)."""
     return msgspec.to_builtins(manifest)

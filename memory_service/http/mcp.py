@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
@@ -102,7 +101,7 @@ def _success(outputs: m.NodeOutputs, blobs: list[m.BlobMessage], key: str | None
     structured = outputs.variables
     content: list[Any] = [types.TextContent(type="text", text=outputs.text)]
     # The MCP spec asks tools with structured output to give it as text too, for older clients.
-    content.append(types.TextContent(type="text", text=json.dumps(structured, ensure_ascii=False)))
+    content.append(types.TextContent(type="text", text=msgspec.json.encode(structured).decode()))
     for blob in blobs:
         content.append(
             types.EmbeddedResource(

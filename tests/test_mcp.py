@@ -330,3 +330,48 @@ def test_the_rate_limit_is_the_same_limit(tmp_path) -> None:  # noqa: ANN001
         # the same bucket as the HTTP API: that workspace is out of tokens there too
         r = httpx.get(f"{server.url}/api/kv", headers=bearer(key), timeout=30)
         assert r.status_code == 429
+
+
+MCP_ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "status", "check"),
+    [
+        ("GET", None, 405, lambda r: r.json()["code"] == "method_not_allowed"),
+        ("DELETE", None, 405, lambda r: r.json()["code"] == "method_not_allowed"),
+        ("PUT", PING, 405, lambda r: r.headers["allow"] == "POST"),
+        ("POST", b"{nope", 400, lambda r: r.json()["error"]["code"] == types.PARSE_ERROR),
+        ("POST", b"[" * 30000 + b"]" * 30000, 400, lambda r: "error" in r.json()),
+        (
+            "POST",
+            b'{"jsonrpc":"2.0","id":1,"method":"\xff"}',
+            400,
+            lambda r: r.json()["error"]["code"] == types.PARSE_ERROR,
+        ),
+        (
+            "POST",
+            b'{"jsonrpc":"2.0","id":1,"method":"nope"}',
+            200,
+            lambda r: r.json()["error"]["code"] == types.METHOD_NOT_FOUND,
+        ),
+        (
+            "POST",
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[]}}',
+            200,
+            lambda r: r.json()["error"]["code"] == types.INVALID_PARAMS,
+        ),
+    ],
+    ids=["GET", "DELETE", "PUT", "bad JSON", "deep nesting", "invalid UTF-8", "no method", "args"],
+)
+async def test_bad_requests_get_a_4xx_or_a_json_rpc_error_never_a_hang(
+    live: LiveServer, method: str, body: bytes | None, status: int, check: Any
+) -> None:
+    headers = {**bearer(new_workspace(live)), **MCP_ACCEPT}
+    async with httpx.AsyncClient(timeout=10) as http:  # a hang fails here, not in CI's timeout
+        r = await http.request(method, f"{live.url}/mcp", content=body, headers=headers)
+        assert r.status_code == status, r.text
+        assert check(r), r.text
+        still = await http.post(f"{live.url}/mcp", content=PING, headers=headers)
+    assert still.status_code == 200 and still.json()["result"] == {}

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import mcp_types as types
 import msgspec
 from litestar import Litestar, Request
+from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
 from mcp.server.lowlevel import Server
@@ -153,6 +154,10 @@ class McpEndpoint:
         self.manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless and JSON-only: no server-to-client stream to GET, no session to DELETE
+            # (the spec's answer to a GET it does not serve is 405; the SDK would hold it open).
+            raise MethodNotAllowedException(headers={"Allow": "POST"})
         # The same credential check, rate limit and workspace note as every /api route; a
         # refusal raises here and Litestar answers it with the usual error envelope.
         request: Request = Request(scope, receive)

@@ -260,9 +260,13 @@ async def test_a_wrong_key_gets_nothing(live: LiveServer, headers: dict) -> None
 
 
 async def test_x_api_key_works_too(live: LiveServer) -> None:
-    async with connect(live.url, {"X-API-Key": new_workspace(live)}) as c:
+    async with connect(live.url, {"X-API-Key": new_workspace(live, "xkey")}) as c:
         result = await c.call_tool("storage_exist", {"key": "k"})
     assert result.structured_content == {"key": "k", "exists": False}
+    # and the access log names the workspace of an MCP request, as for any other route
+    lines = [json.loads(x) for x in live.log_text().splitlines() if x.startswith("{")]
+    mcp = [x for x in lines if x.get("route") == "/mcp" and x.get("status") == 200]
+    assert any(x.get("workspace", "").startswith("xkey-") for x in mcp)
 
 
 async def test_a_second_workspace_sees_nothing_of_the_first(live: LiveServer) -> None:

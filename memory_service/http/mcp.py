@@ -280,7 +280,9 @@ class McpEndpoint:
         )
 
 
-@asgi(PATH, copy_scope=True, include_in_schema=False)
+# The scope is not copied: the workspace noted in it by the credential check must reach the
+# access log line, as for every other route.
+@asgi(PATH, copy_scope=False, include_in_schema=False)
 async def mcp_handler(scope: Scope, receive: Receive, send: Send) -> None:
     """`/mcp`: the app's McpEndpoint (kept in its state; built by create_app)."""
     await scope["app"].state.mcp(scope, receive, send)

@@ -162,14 +162,14 @@ async def test_storage_round_trip_of_binary_bytes(live: LiveServer) -> None:
 
 async def test_memories_are_resources(live: LiveServer) -> None:
     key = new_workspace(live)
-    odd = "user/42%:ü"  # '/', '%' and ':' are ordinary characters of an id
+    odd = "User/42%:ü"  # "/", "%" and ":" are ordinary characters of an id; case is kept
     with MemoryServiceClient(live.url, key) as ms:
         ms.memory.add(odd, "system", "be brief", block_id="b/1", block_name="notes")
         ms.memory.add(odd, "user", "hello", block_id="b/1")
         ms.memory.add("other", "user", "x")
         expected = ms.memory.get(conversation_id=odd)
     uri = memory_uri(odd, "b/1")
-    assert uri == "memory://user%2F42%25%3A%C3%BC/b%2F1"
+    assert uri == "memory://User%2F42%25%3A%C3%BC/b%2F1"
     async with connect(live.url, bearer(key)) as c:
         templates = (await c.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == [

@@ -106,6 +106,12 @@ CASES: list[tuple[str, str, Edit, str]] = [
         "storage_exist.yaml: output_schema: output_schema declares reserved names: ['text']",
     ),
     (
+        "parameter type with no JSON form (for MCP)",
+        "storage_get",
+        lambda d: d["parameters"].append({"$use": "key", "name": "upload", "type": "file"}),
+        "storage_get.yaml: parameters: parameter 'upload' of type 'file' has no JSON Schema form",
+    ),
+    (
         "output_schema with a keyword the checker cannot check",
         "storage_exist",
         lambda d: d["output_schema"]["properties"]["key"].update(pattern="^a"),

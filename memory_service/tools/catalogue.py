@@ -12,7 +12,7 @@ from jsonschema.exceptions import SchemaError
 from ..services.errors import NotFound
 from . import memory, storage
 from .loader import MANIFEST_DIR, ManifestError, load_manifests
-from .manifest import ToolManifest, manifest_dict
+from .manifest import ToolManifest, input_schema, manifest_dict
 from .runtime import Runner, Tool
 
 # The code behind each tool, in catalogue order.
@@ -37,6 +37,10 @@ def build(directory: Path, runners: dict[str, Runner] = RUNNERS) -> dict[str, To
         except (ValueError, SchemaError) as exc:  # not a schema, or not one the checker takes
             why = exc.message if isinstance(exc, SchemaError) else exc
             raise ManifestError(f"{directory / (name + '.yaml')}: output_schema: {why}") from None
+        try:  # MCP offers the parameters as a JSON Schema: every one must have a JSON form
+            input_schema(found[name])
+        except ValueError as exc:
+            raise ManifestError(f"{directory / (name + '.yaml')}: parameters: {exc}") from None
     return tools
 
 

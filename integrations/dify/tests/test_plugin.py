@@ -256,6 +256,21 @@ def test_a_refused_call_fails_with_the_service_message_and_code(
     assert caught.value.code == code and str(caught.value).endswith(f"({code})")
 
 
+def test_an_unreachable_service_fails_the_call_with_the_reason(
+    registration: PluginRegistration,
+) -> None:
+    cls = registration.get_tool_cls("memory_service", "storage_exist")
+    runtime = ToolRuntime(
+        credentials=credentials(url="http://127.0.0.1:9"), user_id="u1", session_id=None
+    )
+    tool = cls(runtime=runtime, session=Session.empty_session())
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the plugin's own error type below
+        list(tool.invoke({"key": "k"}))
+    assert type(caught.value).__name__ == "ServiceToolError"
+    assert caught.value.code == "unreachable"
+    assert caught.value.message.startswith("cannot reach the service")
+
+
 def test_a_second_workspace_sees_nothing(registration: PluginRegistration) -> None:
     _conversation()
     run(registration, "storage_set", {"key": "dify/secret", "value": "s"})

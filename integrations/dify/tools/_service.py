@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 from dify_plugin import Tool
 from dify_plugin.entities.tool import ToolInvokeMessage
 
@@ -74,12 +75,8 @@ def check_credentials(credentials: Mapping[str, Any]) -> None:
         raise CredentialError(f"the service refused the API key: {exc.message}") from exc
     except MemoryServiceError as exc:
         raise CredentialError(f"the service answered an error: {exc}") from exc
-    except OSError as exc:  # httpx's connection errors are OSErrors underneath
+    except httpx.HTTPError as exc:  # refused connection, DNS, TLS, timeout
         raise CredentialError(f"cannot reach the service: {exc}") from exc
-    except Exception as exc:
-        if type(exc).__module__.startswith("httpx"):
-            raise CredentialError(f"cannot reach the service: {exc}") from exc
-        raise
 
 
 def parameters(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,6 +99,8 @@ class MemoryServiceTool(Tool):
                         yield translated
         except MemoryServiceError as exc:  # a refusal, or an error message ending the stream
             raise ServiceToolError(exc.message, exc.code) from exc
+        except httpx.HTTPError as exc:  # the service went away (or never answered)
+            raise ServiceToolError(f"cannot reach the service: {exc}", "unreachable") from exc
 
     def _translate(self, message: Any) -> ToolInvokeMessage | None:
         if isinstance(message, TextMessage):

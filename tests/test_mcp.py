@@ -7,19 +7,15 @@ workspace that sees nothing of the first."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import mcp_types as types
 import pytest
 from jsonschema import Draft202012Validator
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from memory_service import __version__
@@ -29,6 +25,7 @@ from memory_service.settings import sqlite_url
 from memory_service.tools import catalogue
 from memory_service.tools.manifest import input_schema
 from tests.support.live import new_workspace
+from tests.support.mcp import bearer, connect
 from tests.support.server import LiveServer
 from tests.test_tools_live import SCENARIOS
 
@@ -44,19 +41,6 @@ def live(
         url = request.getfixturevalue("pg").create_database(f"mcp_{uuid.uuid4().hex[:8]}")
     with LiveServer(url, tmp) as server:
         yield server
-
-
-@contextlib.asynccontextmanager
-async def connect(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
-    async with (
-        create_mcp_http_client(headers=headers) as http,
-        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
-    ):
-        yield client
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def http_error(live: LiveServer, key: str, name: str, params: dict) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from memory_service.tools.loader import load_manifests
 from memory_service.tools.manifest import ToolManifest, input_schema, manifest_dict
 from tests.support.difyenv import pack
 from tests.support.live import new_workspace
+from tests.support.mcp import bearer, connect
 from tests.support.server import LiveServer
-from tests.test_mcp import bearer, connect
 
 
 async def test_every_description_of_a_tool_agrees(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from .http.admin import AdminController
 from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.kv import KvController
+from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
@@ -24,6 +25,7 @@ from .http.tools import ToolsController
 from .logs import access_log
 from .services.container import Services
 from .settings import Settings
+from .tools import catalogue
 
 log = logging.getLogger("memory_service")
 
@@ -93,8 +95,11 @@ def create_app(
     settings: Settings | None = None, *, clock: Callable[[], int] | None = None
 ) -> Litestar:
     settings = settings or Settings.from_env()
+    catalogue.tools()  # reads and checks the tool manifests: a broken one stops the start-up
     services = Services.build(settings, clock) if clock else Services.build(settings)
     access = access_log() if settings.access_log else None
+
+    mcp = McpEndpoint(services)  # the tools and memories over MCP, at /mcp
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -122,10 +127,11 @@ def create_app(
             AdminController,
             OpsController,
             ToolsController,
+            mcp_handler,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[lifespan],
-        state=State({"services": services}),
+        lifespan=[lifespan, mcp.lifespan],
+        state=State({"services": services, "mcp": mcp}),
         openapi_config=openapi_config(),
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,

@@ -80,6 +80,7 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
     from .http.protocol import bounded_protocol
 
     settings = _settings(database_url, host=host, port=port)
+    _check_tool_manifests()
     configure_logging(settings.log_level)  # JSON lines on stderr; keys go to stdout only
     log = logging.getLogger("memory_service")
     log.info("applying migrations to %s", _redact(settings.database_url))
@@ -112,6 +113,17 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
+
+
+def _check_tool_manifests() -> None:
+    """A broken tool manifest stops `serve` before anything else, with the file and field."""
+    from .tools.catalogue import tools
+    from .tools.loader import ManifestError
+
+    try:
+        tools()
+    except ManifestError as exc:
+        raise click.ClickException(f"tool manifests: {exc}") from exc
 
 
 def _redact(url: str) -> str:

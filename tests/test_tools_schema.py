@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from memory_service.tools.catalogue import TOOLS
+from memory_service.tools import catalogue
 from memory_service.tools.schema import compile_schema
 
 json_values = st.recursive(
@@ -34,10 +34,12 @@ json_values = st.recursive(
 
 SCHEMAS: list[tuple[str, Any]] = [
     (f"{name}.{prop}", sub)
-    for name, tool in sorted(TOOLS.items())
+    for name, tool in sorted(catalogue.tools().items())
     for prop, sub in tool.manifest.output_schema["properties"].items()
 ]
-SCHEMAS += [(f"{name}.*", t.manifest.output_schema) for name, t in sorted(TOOLS.items())]
+SCHEMAS += [
+    (f"{name}.*", t.manifest.output_schema) for name, t in sorted(catalogue.tools().items())
+]
 SCHEMAS += [
     ("bounded", {"type": "integer", "minimum": 0, "maximum": 3}),
     ("short", {"type": ["string", "null"], "minLength": 1, "maxLength": 3}),
@@ -107,7 +109,7 @@ def _near_misses() -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize(("case", "value"), _near_misses(), ids=[c[0] for c in _near_misses()])
 def test_agrees_on_near_misses_of_a_memory(case: str, value: Any) -> None:
-    schema = TOOLS["memory_get"].manifest.output_schema["properties"]["memories"]
+    schema = catalogue.tools()["memory_get"].manifest.output_schema["properties"]["memories"]
     agree(schema, [value])
     agree(schema["items"], value)
 

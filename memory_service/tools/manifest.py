@@ -1,7 +1,8 @@
 """Tool manifests, shaped like a Dify plugin's tool YAML (identity / description / parameters /
 output_schema), and the check of invocation parameters against them.
 
-Labels are `{locale: text}` maps (en_US is required; zh_Hans and ja_JP are given for every tool).
+The manifests themselves are data: `tools/manifests/*.yaml`, read by `tools/loader.py`.
+Labels are `{locale: text}` maps (en_US, zh_Hans and ja_JP are required for every tool).
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ from ..services.errors import BadRequest
 
 AUTHOR = "memory-service"
 I18n = dict[str, str]
+LOCALES = ("en_US", "zh_Hans", "ja_JP")
 ParamType = Literal["string", "number", "boolean", "select", "secret-input", "file", "files"]
 Form = Literal["llm", "form"]
 
 
-class Identity(msgspec.Struct):
+class Identity(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     author: str
     label: I18n
 
 
-class Description(msgspec.Struct):
+class Description(msgspec.Struct, forbid_unknown_fields=True):
     human: I18n
     llm: str
 
 
-class Option(msgspec.Struct):
+class Option(msgspec.Struct, forbid_unknown_fields=True):
     value: str
     label: I18n
 
 
-class ToolParameter(msgspec.Struct, omit_defaults=True):
+class ToolParameter(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     name: str
     type: ParamType
     required: bool
@@ -49,7 +51,7 @@ class ToolParameter(msgspec.Struct, omit_defaults=True):
     max: float | None = None
 
 
-class ToolManifest(msgspec.Struct):
+class ToolManifest(msgspec.Struct, forbid_unknown_fields=True):
     identity: Identity
     description: Description
     parameters: list[ToolParameter]
@@ -62,38 +64,6 @@ class ToolManifest(msgspec.Struct):
 
 def i18n(en: str, zh: str, ja: str) -> I18n:
     return {"en_US": en, "zh_Hans": zh, "ja_JP": ja}
-
-
-def param(
-    name: str,
-    type: ParamType,
-    label: I18n,
-    human: I18n,
-    llm: str,
-    *,
-    required: bool = False,
-    form: Form = "llm",
-    default: Any = None,
-    options: list[Option] | None = None,
-    min: float | None = None,
-    max: float | None = None,
-) -> ToolParameter:
-    return ToolParameter(
-        name=name,
-        type=type,
-        required=required,
-        label=label,
-        human_description=human,
-        llm_description=llm,
-        form=form,
-        default=default,
-        options=options,
-        min=min,
-        max=max,
-    )
-
-
-NULLABLE_STRING = {"type": ["string", "null"]}
 
 
 def object_schema(properties: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +160,40 @@ def parse_parameters(manifest: ToolManifest, given: dict[str, Any]) -> dict[str,
             continue
         out[name] = _coerce(p, value)
     return out
+
+
+def _parameter_schema(p: ToolParameter) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if p.type == "select":
+        schema = {"type": "string", "enum": [o.value for o in p.options or []]}
+    elif p.type in ("string", "secret-input"):
+        schema = {"type": "string"}
+    elif p.type == "number":
+        schema = {"type": "number"}
+        if p.min is not None:
+            schema["minimum"] = p.min
+        if p.max is not None:
+            schema["maximum"] = p.max
+    elif p.type == "boolean":
+        schema = {"type": "boolean"}
+    else:  # file(s): no tool takes one, and JSON-RPC has no file type to offer
+        raise ValueError(f"parameter {p.name!r} of type {p.type!r} has no JSON Schema form")
+    schema["title"] = p.label["en_US"]
+    schema["description"] = p.llm_description
+    if p.default is not None:
+        schema["default"] = p.default
+    return schema
+
+
+def input_schema(manifest: ToolManifest) -> dict[str, Any]:
+    """The parameters as one JSON Schema object (MCP's `inputSchema`): names, types, bounds,
+    select options, defaults, the model-facing descriptions, and which are required."""
+    return {
+        "type": "object",
+        "properties": {p.name: _parameter_schema(p) for p in manifest.parameters},
+        "required": [p.name for p in manifest.parameters if p.required],
+        "additionalProperties": False,
+    }
 
 
 def manifest_dict(manifest: ToolManifest) -> dict[str, Any]:

@@ -44,6 +44,14 @@ Prepare = Callable[[Context, dict[str, Any]], Awaitable[Any] | Any]
 Run = Callable[[Context, Any], AsyncIterator[Emitted]]
 
 
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """The code of one tool; its manifest is data (tools/manifests/<name>.yaml)."""
+
+    run: Run
+    prepare: Prepare | None = None
+
+
 @dataclass(frozen=True)
 class Tool:
     manifest: ToolManifest
@@ -53,7 +61,7 @@ class Tool:
     outputs: m.OutputSchema = field(init=False)
 
     def __post_init__(self) -> None:
-        # Compiled once; a malformed schema fails at import, not at the first call.
+        # Compiled once; a malformed schema fails at start-up, not at the first call.
         object.__setattr__(self, "outputs", m.OutputSchema(self.manifest.output_schema))
 
     @property

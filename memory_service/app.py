@@ -20,7 +20,9 @@ from .http.kv import KvController
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
+from .http.stats import StatsController
 from .http.tools import ToolsController
+from .http.ui import UiController, load_assets
 from .services.container import Services
 from .settings import Settings
 
@@ -115,10 +117,12 @@ def create_app(
             AdminController,
             OpsController,
             ToolsController,
+            StatsController,
+            UiController,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"services": services}),
+        state=State({"services": services, "ui_assets": load_assets()}),
         openapi_config=openapi_config(),
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import msgspec
+from typing import Annotated
+
 from litestar import Controller, Request, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from ..services.workspaces import Principal
 from .auth import provide_principal
-from .memory import BlockId, BlockName, ConversationId, LegacyId, memory_of
+from .memory import ID_DOC, memory_of
+
+
+def query(name: str, description: str) -> QueryParameter:
+    return QueryParameter(name=name, required=False, description=description)
+
+
+ConversationId = Annotated[str | None, query("conversationId", ID_DOC)]
+LegacyId = Annotated[str | None, query("id", "Legacy alias of conversationId.")]
+BlockId = Annotated[str | None, query("blockId", ID_DOC)]
+BlockName = Annotated[str | None, query("blockName", "Name from the block registry.")]
 
 
 def plural(n: int, one: str, many: str) -> str:
@@ -45,7 +58,7 @@ class StatsController(Controller):
     async def stats(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         conversation_id: ConversationId = None,
         legacy_id: LegacyId = None,
         block_id: BlockId = None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 from litestar import Controller, Request, Response, get
+from litestar.params import FromPath
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
@@ -29,10 +30,11 @@ SECURITY_HEADERS = {
     # Revalidated on every load (cheap: an ETag), so an upgrade of the service is seen at once.
     "Cache-Control": "no-cache",
 }
+# Litestar adds "; charset=utf-8" to every text/* type itself.
 TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
@@ -78,5 +80,5 @@ class UiController(Controller):
         return serve(request, "index.html")
 
     @get("/{name:str}", sync_to_thread=False)
-    def asset(self, request: Request, name: str) -> Response[bytes]:
+    def asset(self, request: Request, name: FromPath[str]) -> Response[bytes]:
         return serve(request, name)

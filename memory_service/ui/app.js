@@ -45,6 +45,8 @@ async function render() {
   } catch (error) {
     if (token === rendering) fail(error);
   }
+  // For measurements (bench/ui_render.py): when this view's first render was complete.
+  if (token === rendering) performance.mark('view-rendered', { detail: name });
   // Move focus to the new view's heading so keyboard and screen-reader users start there.
   const heading = target.querySelector('h2');
   if (heading && token === rendering && !target.contains(document.activeElement)) {

@@ -167,6 +167,14 @@ function staleNotice(reload) {
   return notice;
 }
 
+// The notice sits above the value it is about; focus moves to its Reload button.
+function showStale(notices, reload) {
+  const notice = staleNotice(reload);
+  clear(notices).append(notice);
+  notice.scrollIntoView({ block: 'center' });
+  notice.querySelector('button').focus({ preventScroll: true });
+}
+
 function hexDump(view) {
   const lines = [];
   for (let offset = 0; offset < view.length; offset += 16) {
@@ -268,7 +276,7 @@ export async function kvValueView(target, params, current) {
           say(`Deleted ${key}.`);
           location.hash = route('kv');
         } catch (error) {
-          if (error instanceof Stale) clear(notices).append(staleNotice(reload));
+          if (error instanceof Stale) showStale(notices, reload);
           else fail(error);
         }
       },
@@ -306,7 +314,7 @@ export async function kvValueView(target, params, current) {
               say(`Saved ${key}.`);
               reload();
             } catch (error) {
-              if (error instanceof Stale) clear(notices).append(staleNotice(reload));
+              if (error instanceof Stale) showStale(notices, reload);
               else fail(error);
             }
           },

@@ -312,6 +312,20 @@ def test_set_and_preview_text_json_png_and_bytes(ui: Ui, workspace, tmp_path) ->
         lambda: (downloads / "blob.bin").exists() and (downloads / "blob.bin").read_bytes() == raw
     )
 
+    # A large value waits for the user's word before the page loads it.
+    big = b"\x00\xff" * (3 * 1024 * 1024)
+    seed.put("big.bin", big, "application/octet-stream")
+    ui.go("#/kv-value?key=big.bin")
+    ui.wait_text("#view", "it is loaded only when you ask")
+    assert ui.all("#hex-preview") == []
+    ui.find("#load-value").click()
+    ui.wait(lambda: ui.all("#hex-preview"))
+    assert ui.js("return document.getElementById('hex-preview').textContent").startswith(
+        "00000000  00 ff 00 ff"
+    )
+    assert ui.text("#preview-kind") == "Bytes, first 16,384 as hex"
+    seed.client.delete("/api/kv/big%2Ebin")
+
     ui.go("#/kv")  # the list: keys in byte order, with size, type and version
     ui.wait(lambda: len(ui.all("#kv-results tbody tr")) == 4)
     rows = table_rows(ui, "#kv-results")

@@ -9,6 +9,8 @@ import { confirmAction, fail, Pager, say, sizeSelect } from './shell.js';
 // Shown as pictures; any other type (SVG included: it may hold script) is shown as text or bytes.
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp'];
 const TEXT_PREVIEW = 256 * 1024;
+// Larger values are fetched only when asked for (a value may be up to 25 MiB).
+const AUTO_LOAD = 4 * 1024 * 1024;
 const HEX_PREVIEW = 16 * 1024;
 let pageSize = 50;
 
@@ -16,6 +18,15 @@ const mediaType = (contentType) => (contentType || '').split(';')[0].trim().toLo
 const isJson = (type) => type === 'application/json' || type.endsWith('+json');
 
 class Stale extends Error {}
+
+// blob: URLs of the value on screen (image, download), released when another value is opened.
+let objectUrls = [];
+
+function objectUrl(blob) {
+  const made = URL.createObjectURL(blob);
+  objectUrls.push(made);
+  return made;
+}
 
 export async function kvView(target, params, current) {
   const prefix = params.get('prefix') || '';
@@ -201,7 +212,7 @@ function preview(key, buffer, contentType) {
   const nodes = [];
   let text = null;
   if (IMAGE_TYPES.includes(type)) {
-    const src = URL.createObjectURL(new Blob([buffer], { type }));
+    const src = objectUrl(new Blob([buffer], { type }));
     nodes.push(h('img', { class: 'image-preview', id: 'image-preview', src, alt: `Image stored under ${key}` }));
   } else {
     text = decodeText(buffer);
@@ -233,21 +244,60 @@ function preview(key, buffer, contentType) {
   }
   // Downloads are plain bytes: the browser never renders them in this origin.
   const name = key.replace(/[^A-Za-z0-9._-]+/g, '_').slice(-100) || 'value';
-  const download = URL.createObjectURL(new Blob([buffer], { type: 'application/octet-stream' }));
+  const download = objectUrl(new Blob([buffer], { type: 'application/octet-stream' }));
   nodes.push(h('p', null, h('a', { href: download, download: name, class: 'button secondary', id: 'download' }, 'Download')));
   return { nodes, text };
 }
 
+function notFound(target, key) {
+  append(
+    target,
+    h('h2', null, 'Value'),
+    h('p', { class: 'empty' }, 'No value is stored under ', h('code', null, key), ' (deleted or expired).'),
+    h('a', { href: route('kv') }, 'Back to the keys'),
+  );
+}
+
 export async function kvValueView(target, params, current) {
+  for (const made of objectUrls) URL.revokeObjectURL(made);
+  objectUrls = [];
   const key = params.get('key') || '';
-  const response = await raw(`/api/kv/${segment(key)}`);
+  const path = `/api/kv/${segment(key)}`;
+  if (params.get('load') !== 'all') {
+    // The size first: a large value waits until the user asks for it.
+    const head = await raw(path, { method: 'HEAD' });
+    if (!current()) return;
+    if (head.status === 404) return notFound(target, key);
+    if (!head.ok) throw new ApiError(head.status, null);
+    const size = Number(head.headers.get('X-Value-Length'));
+    if (size > AUTO_LOAD) {
+      append(
+        target,
+        h('h2', null, 'Value'),
+        h(
+          'dl',
+          { class: 'facts' },
+          h('div', null, h('dt', null, 'Key'), h('dd', { id: 'kv-key' }, key)),
+          h('div', null, h('dt', null, 'Size'), h('dd', null, `${bytes(size)} (${count(size)} bytes)`)),
+          h('div', null, h('dt', null, 'Content type'), h('dd', null, h('code', null, head.headers.get('Content-Type') || ''))),
+          h('div', null, h('dt', null, 'Version'), h('dd', { id: 'kv-version' }, head.headers.get('ETag'))),
+        ),
+        h('p', null, `This value is ${bytes(size)}: it is loaded only when you ask.`),
+        h(
+          'p',
+          { class: 'toolbar' },
+          h('a', { href: route('kv-value', { key, load: 'all' }), class: 'button', id: 'load-value' }, 'Load, preview and download'),
+          h('a', { href: route('kv'), class: 'button secondary' }, 'Back to the keys'),
+        ),
+      );
+      return;
+    }
+  }
+  const response = await raw(path);
   if (!current()) return;
   if (!response.ok) {
     const data = await response.json().catch(() => null);
-    if (response.status === 404) {
-      append(target, h('h2', null, 'Value'), h('p', { class: 'empty' }, 'No value is stored under ', h('code', null, key), ' (deleted or expired).'), h('a', { href: route('kv') }, 'Back to the keys'));
-      return;
-    }
+    if (response.status === 404) return notFound(target, key);
     throw new ApiError(response.status, data);
   }
   const etag = response.headers.get('ETag');

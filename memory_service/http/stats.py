@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter

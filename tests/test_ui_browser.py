@@ -289,6 +289,10 @@ def test_set_and_preview_text_json_png_and_bytes(ui: Ui, workspace, tmp_path) ->
     assert img.get_attribute("src").startswith("blob:")
     assert seed.value("images/red.png").content == image
     ui.shot("kv-png")
+    # Saving the empty text box of a picture would wipe it: refused, nothing sent.
+    ui.find("#replace-value button[type=submit]").click()
+    ui.wait_text("#alert", "This value is not text")
+    assert seed.value("images/red.png").content == image
 
     raw = bytes(range(256))
     seed.put("blob.bin", raw, "application/octet-stream")

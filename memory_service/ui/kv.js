@@ -107,6 +107,10 @@ function valueFields(initial) {
     ],
     read() {
       const chosen = file.files[0];
+      // A value that is not text shows no text to edit: an empty box must not wipe it.
+      if (initial.binary && !chosen && text.value === '') {
+        throw new Error('This value is not text: choose a file to replace it, or type the new text.');
+      }
       return {
         body: chosen || new TextEncoder().encode(text.value),
         contentType: type.value.trim() || 'application/octet-stream',
@@ -308,7 +312,7 @@ export async function kvValueView(target, params, current) {
   const reload = () => window.dispatchEvent(new HashChangeEvent('hashchange'));
   const shown = preview(key, buffer, contentType);
   const notices = h('div', { id: 'kv-notices' });
-  const fields = valueFields({ text: shown.text, contentType });
+  const fields = valueFields({ text: shown.text, contentType, binary: shown.text === null });
 
   const remove = h(
     'button',

@@ -43,7 +43,8 @@ async function render() {
   try {
     await view(target, params, () => token === rendering);
   } catch (error) {
-    if (token === rendering) fail(error);
+    // (A refused key has signed the tab out already: nothing more to say.)
+    if (token === rendering && session.key) fail(error);
   }
   // For measurements (bench/ui_render.py): when this view's first render was complete.
   if (token === rendering) performance.mark('view-rendered', { detail: name });

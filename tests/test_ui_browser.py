@@ -18,7 +18,7 @@ from selenium.webdriver.common.keys import Keys
 from memory_service.http.ui import CSP
 from memory_service.settings import sqlite_url
 from tests.support.browser import browser_available, chromium
-from tests.support.live import new_workspace
+from tests.support.live import ADMIN, new_workspace
 from tests.support.server import LiveServer
 from tests.support.ui import Seed, Ui, png
 
@@ -74,6 +74,10 @@ def table_rows(ui: Ui, container: str) -> list[list[str]]:
         ".map(tr => [...tr.cells].map(td => td.innerText.trim()))",
         f"{container} tbody tr",
     )
+
+
+def column(ui: Ui, container: str, index: int) -> list[str]:
+    return [row[index] for row in table_rows(ui, container)]
 
 
 def test_sign_in_overview_and_sign_out(ui: Ui, workspace) -> None:
@@ -228,12 +232,12 @@ def test_rename_a_block(ui: Ui, workspace) -> None:
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys("Support <b>bot</b> v2")
     field.send_keys(Keys.ENTER)
-    ui.wait(lambda: table_rows(ui, "#block-results")[0][1] == "Support <b>bot</b> v2")
+    ui.wait(lambda: column(ui, "#block-results", 1) == ["Support <b>bot</b> v2"])
     ui.status("is now named Support <b>bot</b> v2")
     memory = seed.get("/api/memory", blockId="support-v2")["memories"][0]
     assert memory["blockName"] == "Support <b>bot</b> v2"
     ui.go("#/memories")
-    ui.wait(lambda: table_rows(ui, "#memory-results")[0][2] == "Support <b>bot</b> v2")
+    ui.wait(lambda: column(ui, "#memory-results", 2) == ["Support <b>bot</b> v2"])
 
 
 def set_value(
@@ -606,3 +610,16 @@ def test_keyboard_only_and_narrow_window(ui: Ui, workspace) -> None:
         ui.shot("narrow-memory")
     finally:
         ui.driver.set_window_size(1280, 900)
+
+
+def test_a_key_that_stops_working_signs_the_tab_out(ui: Ui, workspace, live: LiveServer) -> None:
+    key, name, seed = workspace
+    seed.add("soon-gone", "chat", ["bye"])
+    ui.sign_in(key, name)
+    r = httpx.delete(f"{live.url}/admin/workspaces/{name}", headers=ADMIN)
+    assert r.status_code == 200
+    ui.find("#nav a[data-section=memories]").click()
+    ui.wait_text("#sign-in-error", "Your key is no longer accepted")
+    assert ui.js("return sessionStorage.length") == 0
+    assert ui.js("return document.getElementById('view').childElementCount") == 0
+    assert ui.js("return document.getElementById('alert').hidden") is True

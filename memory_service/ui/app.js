@@ -57,6 +57,7 @@ async function render() {
 }
 
 function showSignIn(message) {
+  rendering += 1; // whatever a view was still loading is dropped, never shown after this
   $('nav').hidden = true;
   $('who').hidden = true;
   clear($('view'));

@@ -84,7 +84,9 @@ class Ui:
     # --- the session -----------------------------------------------------------------------------
 
     def open(self) -> None:
-        self.driver.get(f"{self.url}/ui")
+        # Forget any key from a page where the explorer is not running (so that no request of
+        # its own races with this), then load the explorer afresh.
+        self.driver.get(f"{self.url}/health")
         self.js("sessionStorage.clear()")
         self.driver.get(f"{self.url}/ui#/overview")
         self.find("#api-key")

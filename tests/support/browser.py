@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,4 +52,4 @@ def chromium(profile: Path, width: int = 1280, height: int = 900) -> webdriver.C
 
 
 def browser_available() -> bool:
-    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists() and shutil.which("true")
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()

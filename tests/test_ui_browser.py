@@ -6,6 +6,7 @@ temp dir)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -22,16 +23,26 @@ from tests.support.live import ADMIN, new_workspace
 from tests.support.server import LiveServer
 from tests.support.ui import Seed, Ui, png
 
+_databases = itertools.count()
+
 pytestmark = pytest.mark.skipif(
     not browser_available() and not os.environ.get("CI"),
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them; CI never skips)",
 )
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One live server per database kind for the whole module (each test takes a fresh
+    workspace on it)."""
     base = tmp_path_factory.mktemp("ui-live")
-    server = LiveServer(sqlite_url(base / "memory.db"), base).start()
+    if request.param == "sqlite":
+        url = sqlite_url(base / "memory.db")
+    else:
+        url = request.getfixturevalue("pg").create_database(f"ui{next(_databases)}")
+    server = LiveServer(url, base).start()
     try:
         yield server
     finally:

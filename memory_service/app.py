@@ -21,7 +21,9 @@ from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
+from .http.stats import StatsController
 from .http.tools import ToolsController
+from .http.ui import UiController, load_assets
 from .logs import access_log
 from .services.container import Services
 from .settings import Settings
@@ -127,11 +129,13 @@ def create_app(
             AdminController,
             OpsController,
             ToolsController,
+            StatsController,
+            UiController,
             mcp_handler,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan, mcp.lifespan],
-        state=State({"services": services, "mcp": mcp}),
+        state=State({"services": services, "mcp": mcp, "ui_assets": load_assets()}),
         openapi_config=openapi_config(),
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,

@@ -14,6 +14,7 @@ from .kv import KvService
 from .memory import MemoryService
 from .metrics import Metrics
 from .ratelimit import RateLimiter, limiter_from
+from .stats import StatsService
 from .workspaces import WorkspaceService
 
 
@@ -27,6 +28,7 @@ class Services:
     workspaces: WorkspaceService
     kv: KvService
     memory: MemoryService
+    stats: StatsService
 
     @classmethod
     def build(cls, settings: Settings, clock: Callable[[], int] = now_ms) -> Services:
@@ -44,4 +46,5 @@ class Services:
             workspaces=WorkspaceService(db, settings),
             kv=KvService(db, settings, clock, metrics=metrics),
             memory=MemoryService(db, settings, clock, metrics=metrics),
+            stats=StatsService(db, clock),
         )

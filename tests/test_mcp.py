@@ -6,8 +6,10 @@ workspace that sees nothing of the first."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -247,10 +249,16 @@ async def test_x_api_key_works_too(live: LiveServer) -> None:
     async with connect(live.url, {"X-API-Key": new_workspace(live, "xkey")}) as c:
         result = await c.call_tool("storage_exist", {"key": "k"})
     assert result.structured_content == {"key": "k", "exists": False}
-    # and the access log names the workspace of an MCP request, as for any other route
-    lines = [json.loads(x) for x in live.log_text().splitlines() if x.startswith("{")]
-    mcp = [x for x in lines if x.get("route") == "/mcp" and x.get("status") == 200]
-    assert any(x.get("workspace", "").startswith("xkey-") for x in mcp)
+    # and the access log names the workspace of an MCP request, as for any other route (the
+    # access log is written in batches, at most ~50 ms behind: wait for the line, boundedly)
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(x) for x in live.log_text().splitlines() if x.startswith("{")]
+        mcp = [x for x in lines if x.get("route") == "/mcp" and x.get("status") == 200]
+        if any(x.get("workspace", "").startswith("xkey-") for x in mcp):
+            break
+        assert time.monotonic() < deadline, "no access line names the MCP request's workspace"
+        await asyncio.sleep(0.05)
 
 
 async def test_a_second_workspace_sees_nothing_of_the_first(live: LiveServer) -> None:

@@ -107,6 +107,21 @@ def test_sdist_and_wheel_carry_the_migrations(install: Install) -> None:
     assert not any(n.startswith("alembic/") for n in names)  # never a top-level `alembic` package
 
 
+def test_wheel_carries_every_file_of_the_package(install: Install) -> None:
+    """Data files too (tool definitions, UI assets): a type that pyproject's package-data does
+    not list would be missing from every install."""
+    tracked = run("git", "ls-files", "memory_service", cwd=ROOT).split()
+    if not tracked:  # not a git checkout: every file on disk
+        tracked = [
+            str(p.relative_to(ROOT))
+            for p in (ROOT / "memory_service").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
+    names = set(zipfile.ZipFile(install.wheel).namelist())
+    missing = sorted(set(tracked) - names)
+    assert not missing, f"not in the wheel: {missing}"
+
+
 def test_installed_package_is_the_wheel_and_its_dependencies_hold(install: Install) -> None:
     where = run(
         install.python,

@@ -4,9 +4,11 @@ hold to what generated clients and spec importers need (SPEC 8, issue #10's numb
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from memory_service.openapi import openapi_dict
+from memory_service.settings import Settings
 from tests.conftest import make_api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,3 +236,12 @@ def test_response_headers_are_declared() -> None:
             assert "X-Request-ID" in response["headers"], (path, method, status)
             if status == "429":
                 assert "Retry-After" in response["headers"], (path, method)
+
+
+def test_memory_public_url_must_be_absolute() -> None:
+    for bad in ("memory.example.com", "/api", "ftp://memory.example.com"):
+        with pytest.raises(ValueError, match="MEMORY_PUBLIC_URL"):
+            Settings.from_env({"MEMORY_PUBLIC_URL": bad})
+    good = Settings.from_env({"MEMORY_PUBLIC_URL": "https://memory.example.com/base/"})
+    assert good.public_url == "https://memory.example.com/base"
+    assert Settings.from_env({}).public_url is None

@@ -1,3 +1,5 @@
+"""`python -m memory_service`: the `memory-service` command, under its own name."""
+
 from .cli import main
 
-main()
+main(prog_name="memory-service")

@@ -21,6 +21,7 @@ from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
+from .http.spec_served import openapi_servers, render_plugins
 from .http.stats import StatsController
 from .http.tools import ToolsController
 from .http.ui import UiController, load_assets
@@ -32,15 +33,18 @@ from .tools import catalogue
 log = logging.getLogger("memory_service")
 
 
-def openapi_config() -> OpenAPIConfig:
+def openapi_config(settings: Settings) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="memory-service",
         version=__version__,
         description=(
             "Durable conversation memory and a per-workspace key-value store for workflow "
-            'engines. Every error answers `{"success": false, "error": "...", "code": '
-            '"..."}` with a 4xx status.'
+            "engines. Every JSON answer is one of two shapes, told apart by `success`: "
+            '`{"success": true, "message": "...", ...}`, or with a 4xx status '
+            '`{"success": false, "error": "...", "message": "...", "code": "..."}`.'
         ),
+        servers=openapi_servers(settings),
+        render_plugins=render_plugins(),
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(
@@ -136,7 +140,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan, mcp.lifespan],
         state=State({"services": services, "mcp": mcp, "ui_assets": load_assets()}),
-        openapi_config=openapi_config(),
+        openapi_config=openapi_config(settings),
         # A value may be max_value_bytes; bodies above that are refused before they are read whole.
         request_max_body_size=settings.max_value_bytes + 64 * 1024,
         debug=False,

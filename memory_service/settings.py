@@ -45,6 +45,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _public_url(env: dict[str, str]) -> str | None:
+    raw = env.get("MEMORY_PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")) or raw[-3:] == "://":
+        raise ValueError(f"MEMORY_PUBLIC_URL must be an absolute http(s) URL, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the service. `Settings.from_env()` documents the variable names."""
@@ -85,6 +94,9 @@ class Settings:
     rate_limit_burst: int = 0
     # How long /ready waits for the database before answering 503.
     ready_timeout_seconds: float = 3.0
+    # The service's absolute URL as clients reach it (behind a proxy); the served OpenAPI
+    # document names it in `servers`. Unset: the origin each request reached.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -114,6 +126,7 @@ class Settings:
             header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
             rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),
+            public_url=_public_url(env),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -106,6 +106,7 @@ async def test_quota_set_then_enforced(api: Api) -> None:
     assert (await c.put("/api/kv/a", content=b"s", headers=h)).status_code == 200
     assert (await c.get("/api/usage", headers=h)).json() == {
         "success": True,
+        "message": "52 of 10 bytes used",
         "workspace": "acme",
         "used": 2 + 50,
         "quota": 10,

@@ -666,7 +666,8 @@ async def test_bad_input_is_refused_and_changes_nothing(table: Table, case: Case
     if case.method != "HEAD":  # a HEAD answer has no body
         assert r.headers["content-type"].startswith("application/json")
         body = r.json()
-        assert set(body) == {"success", "error", "code"}, body
+        assert set(body) == {"success", "error", "message", "code"}, body
+        assert body["message"] == body["error"], body
         assert body["success"] is False
         codes = case.code if isinstance(case.code, tuple) else (case.code,)
         assert body["code"] in codes, body

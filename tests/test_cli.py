@@ -78,6 +78,7 @@ def test_workspace_and_key_lifecycle(sqlite_database_url: str, tmp_path: Path) -
         assert r.status_code == 413 and r.json()["code"] == "quota_exceeded"
         assert httpx.get(f"{server.url}/api/usage", headers=first).json() == {
             "success": True,
+            "message": f"{len('shared') + 10} of 100 bytes used",
             "workspace": "acme",
             "used": len("shared") + 10,
             "quota": 100,

@@ -81,6 +81,7 @@ def test_storage_sync(live: LiveServer) -> None:
     with MemoryServiceClient(live.url, new_workspace(live)) as c:
         w = c.storage.set("greeting", b"hello", content_type="text/plain")
         assert w.created and w.etag == f'"{w.version}"'
+        assert w.message == "Stored 5 bytes (created)"  # every success carries a message
         assert c.storage.get("greeting") == b"hello"
         entry = c.storage.get_entry("greeting")
         assert entry.content_type.startswith("text/plain") and entry.etag == w.etag
@@ -89,8 +90,9 @@ def test_storage_sync(live: LiveServer) -> None:
         # compare-and-set
         w2 = c.storage.set("greeting", b"hi", if_match=w.etag)
         assert not w2.created and w2.version > w.version
-        with pytest.raises(PreconditionFailedError):
+        with pytest.raises(PreconditionFailedError) as refused:
             c.storage.set("greeting", b"x", if_match=w.etag)
+        assert refused.value.code == "precondition_failed" and refused.value.status == 412
         with pytest.raises(PreconditionFailedError):
             c.storage.set("greeting", b"x", if_none_match="*")
         assert c.storage.get("greeting") == b"hi"

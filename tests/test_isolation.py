@@ -224,6 +224,7 @@ async def test_b_reads_of_a_keys_answer_like_absent_keys(sqlite_api: Api) -> Non
         assert (await c.get(path(key), headers=b)).json() == {
             "success": False,
             "error": "key not found",
+            "message": "key not found",
             "code": "key_not_found",
         }
     pairs = [

@@ -27,6 +27,7 @@ async def test_set_get_exist_delete_roundtrip(api: Api) -> None:
     r = await c.delete("/api/kv/greeting", headers=h)
     assert r.status_code == 200 and r.json() == {
         "success": True,
+        "message": "Deleted",
         "key": "greeting",
         "deleted": True,
         "freedBytes": len("greeting") + 2,
@@ -195,6 +196,7 @@ async def test_usage_counts_keys_and_values_exactly(api: Api) -> None:
     await c.put("/api/kv/k1", content=b"c" * 10, headers=h)  # overwrite charges the difference
     assert (await c.get("/api/usage", headers=h)).json() == {
         "success": True,
+        "message": "64 of 1000 bytes used",
         "workspace": "a",
         "used": 2 + 10 + 2 + 50,
         "quota": 1000,

@@ -32,10 +32,10 @@ def assert_not_ready(r, reason: str) -> None:  # noqa: ANN001
 
 async def test_probes_need_no_key_and_say_nothing_else(api) -> None:  # noqa: ANN001
     await api.workspace("private-name")
-    for path, status in (("/health", "ok"), ("/ready", "ready")):
+    for path, status, message in (("/health", "ok", "Serving"), ("/ready", "ready", "Ready")):
         r = await api.client.get(path)
         assert r.status_code == 200
-        assert r.json() == {"success": True, "status": status}
+        assert r.json() == {"success": True, "message": message, "status": status}
 
 
 async def test_not_ready_while_the_schema_is_behind(api) -> None:  # noqa: ANN001

@@ -71,6 +71,7 @@ class Written(msgspec.Struct, rename="camel"):
     size: int
     created: bool
     expires_at: str | None = None
+    message: str = ""
 
 
 class KvItem(msgspec.Struct, rename="camel"):
@@ -86,6 +87,7 @@ class KvItem(msgspec.Struct, rename="camel"):
 class KvPage(msgspec.Struct, rename="camel"):
     items: list[KvItem]
     next_cursor: str | None = None
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Usage(msgspec.Struct):
     workspace: str
     used: int
     quota: int
+    message: str = ""
 
 
 # --- calls ---------------------------------------------------------------------------------------
@@ -306,7 +309,8 @@ def raise_for_error(r: httpx.Response) -> None:
     try:
         body = r.json()
         if isinstance(body, dict):
-            message = str(body.get("error") or message)
+            # `error` says what was wrong; `message` (SPEC 7) the same, perhaps friendlier.
+            message = str(body.get("error") or body.get("message") or message)
             code = body.get("code")
     except ValueError:
         if r.text.strip():

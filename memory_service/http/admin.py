@@ -21,6 +21,7 @@ from .schemas import (
     WorkspaceInfo,
     WorkspaceList,
     WorkspaceOne,
+    count,
 )
 
 
@@ -52,15 +53,20 @@ class AdminController(Controller):
         keys = await workspaces.list_keys(data.name)
         return WorkspaceCreated(
             success=True,
+            message=f"Workspace {data.name!r} created; its key is shown only this once",
             workspace=WorkspaceInfo(**info),
             key=key.secret,
             key_info=KeyInfo(**keys[0]),
         )
 
     @get("/workspaces", operation_id="adminListWorkspaces", summary="List workspaces")
-    async def list_workspaces(self, workspaces: WorkspaceService) -> WorkspaceList:
+    async def list_workspaces(self, workspaces: NamedDependency[WorkspaceService]) -> WorkspaceList:
         rows = await workspaces.list_workspaces()
-        return WorkspaceList(success=True, workspaces=[WorkspaceInfo(**r) for r in rows])
+        return WorkspaceList(
+            success=True,
+            message=count(len(rows), "workspace"),
+            workspaces=[WorkspaceInfo(**r) for r in rows],
+        )
 
     @get("/workspaces/{name:str}", operation_id="adminGetWorkspace", summary="One workspace")
     async def get_workspace(
@@ -69,7 +75,9 @@ class AdminController(Controller):
         name: FromPath[str],
     ) -> WorkspaceOne:
         return WorkspaceOne(
-            success=True, workspace=WorkspaceInfo(**await workspaces.describe(name))
+            success=True,
+            message=f"Workspace {name!r}",
+            workspace=WorkspaceInfo(**await workspaces.describe(name)),
         )
 
     @delete(
@@ -98,7 +106,11 @@ class AdminController(Controller):
         data: JSONBody[SetQuota],
     ) -> WorkspaceOne:
         info = await workspaces.set_quota(name, data.quota_bytes)
-        return WorkspaceOne(success=True, workspace=WorkspaceInfo(**info))
+        return WorkspaceOne(
+            success=True,
+            message=f"Quota of {name!r} set to {data.quota_bytes} bytes",
+            workspace=WorkspaceInfo(**info),
+        )
 
     @get(
         "/workspaces/{name:str}/keys",
@@ -111,7 +123,9 @@ class AdminController(Controller):
         name: FromPath[str],
     ) -> KeyList:
         rows = await workspaces.list_keys(name)
-        return KeyList(success=True, keys=[KeyInfo(**r) for r in rows])
+        return KeyList(
+            success=True, message=count(len(rows), "key"), keys=[KeyInfo(**r) for r in rows]
+        )
 
     @post(
         "/workspaces/{name:str}/keys",
@@ -128,7 +142,12 @@ class AdminController(Controller):
         label = data.label if data else ""
         key = await workspaces.create_key(name, label)
         info = next(k for k in await workspaces.list_keys(name) if k["id"] == key.id)
-        return NewKey(success=True, key=key.secret, key_info=KeyInfo(**info))
+        return NewKey(
+            success=True,
+            message="Key created; it is shown only this once",
+            key=key.secret,
+            key_info=KeyInfo(**info),
+        )
 
     @post(
         "/sweep",

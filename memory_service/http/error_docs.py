@@ -1,10 +1,11 @@
 """Document the error answers of every operation in the OpenAPI document, in one place.
 
-Every error is the envelope `Failure` (`{"success": false, "error", "code"}`), and which statuses
-an operation can answer follows from what it is: authenticated or not, with parameters or a body,
-a write, conditional on an entity tag. Rather than repeat `responses={...}` on each route (and
-forget one), the document is completed here once it is built; a status a route documents itself
-(more precisely) is left as the route wrote it.
+Every error is the envelope `Failure` (`{"success": false, "error", "message", "code"}`), and
+which statuses an operation can answer follows from what it is: authenticated or not, with
+parameters or a body, a write, conditional on an entity tag. Rather than repeat `responses={...}`
+on each route (and forget one), the document is completed here once it is built; a status a route
+documents itself (more precisely) is left as the route wrote it. The rules generated clients need
+beyond the errors are applied next (spec_rules.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
 )
+
+from .spec_rules import finish
 
 FAILURE = "Failure"
 DESCRIPTIONS = {
@@ -40,10 +43,11 @@ def _failure_schema() -> Schema:
     return Schema(
         title=FAILURE,
         type=OpenAPIType.OBJECT,
-        required=["code", "error", "success"],
+        required=["code", "error", "message", "success"],
         properties={
-            "success": Schema(type=OpenAPIType.BOOLEAN),
+            "success": Schema(type=OpenAPIType.BOOLEAN, const=False),
             "error": Schema(type=OpenAPIType.STRING),
+            "message": Schema(type=OpenAPIType.STRING),
             "code": Schema(type=OpenAPIType.STRING),
         },
     )
@@ -122,6 +126,7 @@ class _DocumentingOpenAPIPlugin(OpenAPIPlugin):
         openapi = super().provide_openapi()
         if fresh:
             complete(openapi)
+            finish(openapi, self.app.state.services.settings)
         return openapi
 
 

@@ -1,4 +1,4 @@
-"""One error envelope for everything: `{"success": false, "error": "...", "code": "..."}`.
+"""One error envelope for everything: `{"success": false, "error", "message", "code"}` (SPEC 7).
 
 Registered at the app layer, because router-level 404/405 reach only app-level handlers.
 """
@@ -41,7 +41,8 @@ def envelope(
     status: int, message: str, code: str, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        content={"success": False, "error": message, "code": code},
+        # `message` repeats `error`: the Memory block's contract has every answer carry one.
+        content={"success": False, "error": message, "message": message, "code": code},
         status_code=status,
         headers=headers,
         media_type="application/json",

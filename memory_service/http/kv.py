@@ -22,7 +22,7 @@ from litestar.openapi.spec import (
 from litestar.openapi.spec import (
     Parameter as OpenAPIParameter,
 )
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response.base import ASGIResponse
 
 from ..clock import iso
@@ -30,7 +30,7 @@ from ..services.errors import BadRequest
 from ..services.kv import KvService, etag
 from ..services.workspaces import Principal
 from .auth import provide_principal
-from .schemas import Failure, KvDeleted, KvItem, KvList, KvWritten, Usage
+from .schemas import Failure, KvDeleted, KvItem, KvList, KvWritten, Usage, count
 
 PREFIX = "/api/kv/"
 KEY_DOC = (
@@ -72,10 +72,15 @@ class RawBodyOperation(Operation):
     """kvSet reads its body raw (any bytes, any Content-Type): document that body."""
 
     def __post_init__(self) -> None:
+        # Declared as application/octet-stream, the one binary body generated clients send; any
+        # other Content-Type is stored as well (or the `contentType` parameter's, for clients
+        # that always send application/octet-stream).
         self.request_body = RequestBody(
             content={"application/octet-stream": OpenAPIMediaType(schema=BYTES)},
-            description="The value, any bytes (empty too). Whatever Content-Type is sent is "
-            "stored with it and answered by GET.",
+            description="The value, any bytes (empty too), stored byte for byte with the "
+            "request's Content-Type (any media type, not only application/octet-stream) or the "
+            "`contentType` parameter, and answered with it by GET.",
+            required=True,
         )
 
 
@@ -86,7 +91,10 @@ class AnyTypeOperation(Operation):
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse):
-            ok.content = {"*/*": OpenAPIMediaType(schema=BYTES)}
+            # Served with the media type it was stored with (the Content-Type header), declared
+            # as binary: generated clients drop a `*/*` response, and read any binary one as bytes.
+            ok.description = "The stored bytes, with the Content-Type they were stored with."
+            ok.content = {"application/octet-stream": OpenAPIMediaType(schema=BYTES)}
         # Read by the handler itself (see get_value), documented here.
         for param in self.parameters or []:
             if getattr(param, "name", None) == "key":
@@ -130,12 +138,20 @@ class KvController(Controller):
         self,
         request: Request,
         principal: NamedDependency[Principal],
-        key: Annotated[str, Parameter(description=KEY_DOC)],
+        key: Annotated[str, PathParameter(description=KEY_DOC)],
         if_match: IfMatch = None,
         if_none_match: IfNoneMatch = None,
         ttl: Annotated[
             float | None,
-            Parameter(description="Seconds until the entry expires; absent for no expiry."),
+            QueryParameter(description="Seconds until the entry expires; absent for no expiry."),
+        ] = None,
+        content_type: Annotated[
+            str | None,
+            QueryParameter(
+                name="contentType",
+                description="The media type to store, instead of the request's Content-Type "
+                "(for clients that send every binary body as application/octet-stream).",
+            ),
         ] = None,
     ) -> Response[KvWritten]:
         name = key_from_path(request)
@@ -144,7 +160,7 @@ class KvController(Controller):
             principal.workspace_id,
             name,
             body,
-            content_type=request.headers.get("content-type"),
+            content_type=content_type or request.headers.get("content-type"),
             ttl=ttl,
             if_match=if_match,
             if_none_match=if_none_match,
@@ -152,6 +168,7 @@ class KvController(Controller):
         tag = etag(written.version)
         result = KvWritten(
             success=True,
+            message=f"Stored {len(body)} bytes ({'created' if written.created else 'replaced'})",
             key=name,
             version=written.version,
             etag=tag,
@@ -197,7 +214,7 @@ class KvController(Controller):
         self,
         request: Request,
         principal: NamedDependency[Principal],
-        key: Annotated[str, Parameter(description=KEY_DOC)],
+        key: Annotated[str, PathParameter(description=KEY_DOC)],
     ) -> Response[None]:
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
         headers = {"ETag": etag(row.version), "X-Value-Length": str(row.size - len(row.key))}
@@ -214,25 +231,25 @@ class KvController(Controller):
         self,
         request: Request,
         principal: NamedDependency[Principal],
-        key: Annotated[str, Parameter(description=KEY_DOC)],
+        key: Annotated[str, PathParameter(description=KEY_DOC)],
         if_match: IfMatch = None,
     ) -> KvDeleted:
         name = key_from_path(request)
         freed = await kv_of(request).delete(principal.workspace_id, name, if_match=if_match)
-        return KvDeleted(success=True, key=name, deleted=True, freed_bytes=freed)
+        return KvDeleted(success=True, message="Deleted", key=name, deleted=True, freed_bytes=freed)
 
     @get("/kv", operation_id="kvList", summary="List keys by prefix, in byte order, paginated")
     async def list_values(
         self,
         request: Request,
         principal: NamedDependency[Principal],
-        prefix: Annotated[str, Parameter(description="Only keys that start with this.")] = "",
+        prefix: Annotated[str, QueryParameter(description="Only keys that start with this.")] = "",
         limit: Annotated[
             int | None,
-            Parameter(description="Page size (max documented in settings, default 100, max 1000)."),
+            QueryParameter(description="Page size (default 100, max 1000; above it is a 400)."),
         ] = None,
         cursor: Annotated[
-            str | None, Parameter(description="nextCursor of the previous page.")
+            str | None, QueryParameter(description="nextCursor of the previous page.")
         ] = None,
     ) -> KvList:
         rows, next_cursor = await kv_of(request).list(
@@ -250,7 +267,9 @@ class KvController(Controller):
             )
             for r in rows
         ]
-        return KvList(success=True, items=items, next_cursor=next_cursor)
+        return KvList(
+            success=True, message=count(len(items), "key"), items=items, next_cursor=next_cursor
+        )
 
     @get(
         "/usage",
@@ -260,4 +279,5 @@ class KvController(Controller):
     )
     async def usage(self, request: Request, principal: NamedDependency[Principal]) -> Usage:
         figures = await kv_of(request).usage(principal.workspace_id)
-        return Usage(success=True, workspace=principal.workspace, **figures)
+        message = f"{figures['used']} of {figures['quota']} bytes used"
+        return Usage(success=True, message=message, workspace=principal.workspace, **figures)

@@ -6,8 +6,8 @@ from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from ..clock import iso
 from ..services.errors import BadRequest
@@ -27,40 +27,41 @@ from .memory_schemas import (
     MemoryMessageOut,
     MemoryMessages,
 )
+from .schemas import count
 
 BLOCKS_PREFIX = "/api/memory/blocks/"
 ID_DOC = "1-256 characters, any Unicode but control characters; matched exactly."
 
 ConversationId = Annotated[
-    str | None, Parameter(query="conversationId", required=False, description=ID_DOC)
+    str | None, QueryParameter(name="conversationId", required=False, description=ID_DOC)
 ]
 LegacyId = Annotated[
     str | None,
-    Parameter(
-        query="id",
+    QueryParameter(
+        name="id",
         required=False,
-        description="Legacy alias of conversationId; if both are given they must agree.",
+        description="Deprecated alias of conversationId; if both are given they must agree.",
     ),
 ]
-BlockId = Annotated[str | None, Parameter(query="blockId", required=False, description=ID_DOC)]
+BlockId = Annotated[str | None, QueryParameter(name="blockId", required=False, description=ID_DOC)]
 BlockName = Annotated[
     str | None,
-    Parameter(query="blockName", required=False, description="Name from the block registry."),
+    QueryParameter(name="blockName", required=False, description="Name from the block registry."),
 ]
 Limit = Annotated[
     int | None,
-    Parameter(
+    QueryParameter(
         required=False,
         description="Memories per page (default 100, max 1000; above the maximum is a 400).",
     ),
 ]
 Cursor = Annotated[
-    str | None, Parameter(required=False, description="nextCursor of the previous page.")
+    str | None, QueryParameter(required=False, description="nextCursor of the previous page.")
 ]
 LastN = Annotated[
     int | None,
-    Parameter(
-        query="lastN",
+    QueryParameter(
+        name="lastN",
         required=False,
         description="Only the last N messages of each memory (0 to 1000); without it, up to "
         "1000 (one message page) and a dataCursor for the rest.",
@@ -68,8 +69,8 @@ LastN = Annotated[
 ]
 KeepSystem = Annotated[
     bool,
-    Parameter(
-        query="keepSystem",
+    QueryParameter(
+        name="keepSystem",
         required=False,
         description="With a window: keep the memory's first message too if it is a system one.",
     ),
@@ -161,12 +162,12 @@ class MemoryController(Controller):
     async def add(
         self,
         request: Request,
-        principal: Principal,
-        data: MemoryAddBody,
+        principal: NamedDependency[Principal],
+        data: JSONBody[MemoryAddBody],
         idempotency_key: Annotated[
             str | None,
-            Parameter(
-                header="Idempotency-Key",
+            HeaderParameter(
+                name="Idempotency-Key",
                 required=False,
                 description="Makes a retried add append nothing new (1-255 characters).",
             ),
@@ -205,7 +206,7 @@ class MemoryController(Controller):
     async def get_memories(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         conversation_id: ConversationId = None,
         legacy_id: LegacyId = None,
         block_id: BlockId = None,
@@ -226,7 +227,7 @@ class MemoryController(Controller):
     async def get_all(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         limit: Limit = None,
         cursor: Cursor = None,
         last_n: LastN = None,
@@ -245,12 +246,12 @@ class MemoryController(Controller):
     async def delete_memories(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         conversation_id: ConversationId = None,
         legacy_id: LegacyId = None,
         block_id: BlockId = None,
         block_name: BlockName = None,
-        dry_run: Annotated[bool, Parameter(query="dryRun", required=False)] = False,
+        dry_run: Annotated[bool, QueryParameter(name="dryRun", required=False)] = False,
     ) -> MemoryDeleted:
         service = memory_of(request)
         flt = service.filter(conversation_id, legacy_id, block_id, block_name)
@@ -274,16 +275,16 @@ class MemoryController(Controller):
     async def messages(
         self,
         request: Request,
-        principal: Principal,
+        principal: NamedDependency[Principal],
         conversation_id: ConversationId = None,
         legacy_id: LegacyId = None,
         block_id: Annotated[
             str | None,
-            Parameter(query="blockId", required=False, description="Default: `default`."),
+            QueryParameter(name="blockId", required=False, description="Default: `default`."),
         ] = None,
         cursor: Cursor = None,
         limit: Annotated[
-            int | None, Parameter(required=False, description="Messages per page (1-1000).")
+            int | None, QueryParameter(required=False, description="Messages per page (1-1000).")
         ] = None,
     ) -> MemoryMessages:
         page = await memory_of(request).messages(
@@ -295,8 +296,10 @@ class MemoryController(Controller):
             limit=limit,
         )
         m = page.memory
+        n = len(m.messages)
         return MemoryMessages(
             success=True,
+            message=f"{n} of {m.message_count} message{'' if m.message_count == 1 else 's'}",
             key=m.key,
             conversation_id=m.conversation_id,
             block_id=m.block_id,
@@ -314,26 +317,37 @@ class MemoryController(Controller):
     async def set_block(
         self,
         request: Request,
-        principal: Principal,
-        block_id: Annotated[str, Parameter(description=ID_DOC + " Percent-encoded.")],
-        data: MemoryBlockName,
+        principal: NamedDependency[Principal],
+        block_id: Annotated[str, PathParameter(description=ID_DOC + " Percent-encoded.")],
+        data: JSONBody[MemoryBlockName],
     ) -> MemoryBlockOne:
         block = block_from_path(request)
         when = await memory_of(request).set_block(principal.workspace_id, block, data.name)
         item = MemoryBlockItem(block_id=block, name=data.name, updated_at=iso(when))
-        return MemoryBlockOne(success=True, block=item)
+        return MemoryBlockOne(
+            success=True,
+            message=f"Block named {data.name!r}" if data.name is not None else "Block name removed",
+            block=item,
+        )
 
     # A block id of only slashes ('%2F') reaches the router as `/blocks//`, which it folds into
     # `/blocks`: take that PUT here too (block_from_path reads the id from the raw path).
     @put("/blocks", include_in_schema=False)
     async def set_block_slashes(
-        self, request: Request, principal: Principal, data: MemoryBlockName
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        data: JSONBody[MemoryBlockName],
     ) -> MemoryBlockOne:
         return await self.set_block.fn(self, request, principal, "", data)
 
     @get("/blocks", operation_id="memoryBlockList", summary="The block registry, paginated")
     async def list_blocks(
-        self, request: Request, principal: Principal, limit: Limit = None, cursor: Cursor = None
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        limit: Limit = None,
+        cursor: Cursor = None,
     ) -> MemoryBlockList:
         rows, next_cursor = await memory_of(request).list_blocks(
             principal.workspace_id, limit=limit, cursor=cursor
@@ -342,4 +356,9 @@ class MemoryController(Controller):
             MemoryBlockItem(block_id=r.block_id, name=r.name, updated_at=iso(r.updated_at))
             for r in rows
         ]
-        return MemoryBlockList(success=True, blocks=blocks, next_cursor=next_cursor)
+        return MemoryBlockList(
+            success=True,
+            message=count(len(blocks), "block"),
+            blocks=blocks,
+            next_cursor=next_cursor,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -42,36 +44,38 @@ class MemoryItem(msgspec.Struct, rename="camel"):
     message_count: int
     created_at: str
     updated_at: str
-    # Present when older messages exist than those in `data`: pass it to
+    # Set when older messages exist than those in `data` (else null): pass it to
     # GET /api/memory/messages to page back through them.
-    data_cursor: str | None = None
+    data_cursor: str | None
 
 
 class MemoryAdded(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
     memories: list[MemoryItem]
     message: str
     # True when this answers a retry of an add with the same Idempotency-Key (nothing appended).
-    replayed: bool = False
+    replayed: bool
 
 
 class MemoryList(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
     memories: list[MemoryItem]
     message: str
-    next_cursor: str | None = None
+    # The next page's cursor; null on the last page.
+    next_cursor: str | None
 
 
 class MemoryDeleted(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
     message: str
     deleted_count: int
     freed_bytes: int
-    dry_run: bool = False
+    dry_run: bool
 
 
 class MemoryMessages(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     key: str
     conversation_id: str
     block_id: str
@@ -79,8 +83,8 @@ class MemoryMessages(msgspec.Struct, rename="camel"):
     # In append order: the page just before the cursor (the newest page without one).
     data: list[MemoryMessageOut]
     message_count: int
-    # The page before this one; absent when this page starts at the first message.
-    next_cursor: str | None = None
+    # The page before this one; null when this page starts at the first message.
+    next_cursor: str | None
 
 
 class MemoryBlockName(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,15 +95,17 @@ class MemoryBlockName(msgspec.Struct, forbid_unknown_fields=True):
 class MemoryBlockItem(msgspec.Struct, rename="camel"):
     block_id: str
     name: str | None
-    updated_at: str | None = None
+    updated_at: str | None
 
 
 class MemoryBlockOne(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     block: MemoryBlockItem
 
 
 class MemoryBlockList(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     blocks: list[MemoryBlockItem]
-    next_cursor: str | None = None
+    next_cursor: str | None

@@ -22,7 +22,7 @@ class OpsController(Controller):
         summary="Liveness: the process is up and serving (never touches the database)",
     )
     async def health(self) -> Health:
-        return Health(success=True, status="ok")
+        return Health(success=True, message="Serving", status="ok")
 
     @get(
         "/ready",
@@ -39,7 +39,7 @@ class OpsController(Controller):
         readiness = await state.services.health.readiness()
         if not readiness.ready:
             return envelope(503, f"not ready: {readiness.reason}", "not_ready")
-        return Response(Health(success=True, status="ready"))
+        return Response(Health(success=True, message="Ready", status="ready"))
 
     @get("/metrics", include_in_schema=False)
     async def metrics(self, state: State) -> Response[bytes]:

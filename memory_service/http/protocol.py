@@ -99,7 +99,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         self._in_head = False
         code = "header_too_large" if status == 431 else "request_timeout"
-        body = json.dumps({"success": False, "error": message, "code": code}).encode()
+        body = json.dumps(
+            {"success": False, "error": message, "message": message, "code": code}
+        ).encode()
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
             "content-type: application/json\r\n"

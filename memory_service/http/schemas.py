@@ -1,28 +1,43 @@
-"""Wire shapes (msgspec Structs): what the API accepts and answers, as openapi.yaml shows."""
+"""Wire shapes (msgspec Structs): what the API accepts and answers, as openapi.yaml shows.
+
+Every JSON answer is one of two shapes, told apart by `success` (SPEC 7): a success carries
+`success: true` and a `message`; a failure (`Failure`) carries `success: false`, `error`,
+`message` and `code`. `success` is a literal, so the document gives it as `const`, and typed
+clients narrow an answer on it. Fields the server always sends are required (`null` when they do
+not apply), so generated clients do not type them as possibly absent.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import msgspec
 
 
 class Failure(msgspec.Struct):
-    success: bool
+    success: Literal[False]
+    # What was wrong.
     error: str
+    # The same for a person (the Memory block's contract has every answer carry `message`).
+    message: str
+    # Machine-readable: e.g. `invalid_key`, `quota_exceeded`, `precondition_failed`.
     code: str
 
 
 class KvWritten(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     key: str
     version: int
     etag: str
     size: int
     created: bool
-    expires_at: str | None = None
+    expires_at: str | None
 
 
 class KvDeleted(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     key: str
     deleted: bool
     freed_bytes: int
@@ -35,17 +50,20 @@ class KvItem(msgspec.Struct, rename="camel"):
     version: int
     etag: str
     updated_at: str
-    expires_at: str | None = None
+    expires_at: str | None
 
 
 class KvList(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     items: list[KvItem]
-    next_cursor: str | None = None
+    # The next page's cursor; null on the last page.
+    next_cursor: str | None
 
 
 class Usage(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     workspace: str
     used: int
     quota: int
@@ -65,11 +83,12 @@ class KeyInfo(msgspec.Struct, rename="camel"):
     prefix: str
     label: str
     created_at: str
-    revoked_at: str | None = None
+    revoked_at: str | None
 
 
 class CreateWorkspace(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     name: str
+    # Bytes; absent for the server's default quota.
     quota_bytes: int | None = None
 
 
@@ -82,38 +101,49 @@ class CreateKey(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
 
 
 class NewKey(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     key: str
     key_info: KeyInfo
 
 
 class WorkspaceCreated(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     workspace: WorkspaceInfo
     key: str
     key_info: KeyInfo
 
 
 class WorkspaceOne(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     workspace: WorkspaceInfo
 
 
 class WorkspaceList(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     workspaces: list[WorkspaceInfo]
 
 
 class KeyList(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
+    message: str
     keys: list[KeyInfo]
 
 
 class Done(msgspec.Struct):
-    success: bool
+    success: Literal[True]
     message: str
 
 
 class Health(msgspec.Struct):
-    success: bool
+    success: Literal[True]
+    message: str
     status: str
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """`1 key`, `2 keys`: the numbers in success messages."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

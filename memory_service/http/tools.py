@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
 from ..services.errors import BadRequest, TooLarge
@@ -25,12 +25,14 @@ BODY_SLACK = 64 * 1024
 
 
 class ToolList(msgspec.Struct):
-    success: bool
+    success: Literal[True]
+    message: str
     tools: list[ToolManifest]
 
 
 class ToolOne(msgspec.Struct):
-    success: bool
+    success: Literal[True]
+    message: str
     tool: ToolManifest
 
 
@@ -42,7 +44,7 @@ _invoke_decoder = msgspec.json.Decoder(InvokeRequest)
 
 Format = Annotated[
     Literal["json", "yaml"],
-    Parameter(description="`yaml` answers the manifest as a Dify plugin tool YAML."),
+    QueryParameter(description="`yaml` answers the manifest as a Dify plugin tool YAML."),
 ]
 
 
@@ -163,7 +165,8 @@ class ToolsController(Controller):
     ) -> Response[ToolList]:
         if format == "yaml":
             return _yaml(catalogue.manifests())  # type: ignore[return-value]
-        return Response(ToolList(success=True, tools=catalogue.manifests()))
+        tools = catalogue.manifests()
+        return Response(ToolList(success=True, message=f"{len(tools)} tools", tools=tools))
 
     @get(
         "/tools.yaml",
@@ -171,6 +174,10 @@ class ToolsController(Controller):
         summary="The tool catalogue as Dify plugin tool YAML (one document: a list of tools)",
         media_type=YAML,
         operation_class=YamlListOperation,
+        # An alias of `GET /api/tools?format=yaml`, which the document describes: generated
+        # clients cannot read an application/yaml-only answer (openapi-python-client drops it
+        # with a warning), and need not, having the JSON form.
+        include_in_schema=False,
     )
     async def list_tools_yaml(self, principal: NamedDependency[Principal]) -> Response[str]:
         return _yaml(catalogue.manifests())
@@ -182,12 +189,12 @@ class ToolsController(Controller):
         operation_class=YamlTooOperation,
     )
     async def get_tool(
-        self, principal: NamedDependency[Principal], name: str, format: Format = "json"
+        self, principal: NamedDependency[Principal], name: FromPath[str], format: Format = "json"
     ) -> Response[ToolOne]:
         tool = catalogue.get_tool(name)
         if format == "yaml":
             return _yaml(tool.manifest)  # type: ignore[return-value]
-        return Response(ToolOne(success=True, tool=tool.manifest))
+        return Response(ToolOne(success=True, message=f"Tool {name!r}", tool=tool.manifest))
 
     @post(
         "/tools/{name:str}/invoke",
@@ -199,7 +206,7 @@ class ToolsController(Controller):
         operation_class=InvokeOperation,
     )
     async def invoke(
-        self, request: Request, principal: NamedDependency[Principal], name: str
+        self, request: Request, principal: NamedDependency[Principal], name: FromPath[str]
     ) -> Stream:
         tool = catalogue.get_tool(name)
         services = request.app.state.services

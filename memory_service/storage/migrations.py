@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -11,13 +12,27 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATION_LOCK = 0x6D656D6F  # pg_advisory_xact_lock key ("memo") that serialises migrations
 
 
+def script_location() -> Path:
+    """The migrations folder. Installs (wheel, sdist, editable) carry the top-level alembic/
+    folder as the package `memory_service.migrations`; a checkout used without any install
+    (only on sys.path) has just the folder itself, next to the package."""
+    spec = importlib.util.find_spec("memory_service.migrations")
+    for folder in (spec and spec.submodule_search_locations) or []:
+        if (Path(folder) / "env.py").is_file():
+            return Path(folder)
+    checkout = Path(__file__).resolve().parents[2] / "alembic"
+    if (checkout / "env.py").is_file():
+        return checkout
+    raise RuntimeError("the migrations are missing: memory_service.migrations is not installed")
+
+
 def alembic_config(database_url: str) -> Config:
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
+    # No alembic.ini: everything Alembic needs is set here (the ini is for the alembic CLI).
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()))
     cfg.attributes["database_url"] = database_url
     return cfg
 

@@ -15,7 +15,7 @@ MEMORY_FIELDS = {
     "updatedAt",
     "dataCursor",
 }
-ENVELOPE_FIELDS = {"success", "error", "code"}
+ENVELOPE_FIELDS = {"success", "error", "message", "code"}
 
 
 async def add(client, headers: dict, **body: Any) -> dict:  # noqa: ANN001

@@ -77,8 +77,15 @@ class LiveServer:
         *,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        default_workspace: bool = False,
     ) -> None:
         self.database_url = database_url
+        # How to run the service (default: this interpreter's package, `python -m memory_service`).
+        self.command = command or [sys.executable, "-m", "memory_service"]
+        self.cwd = cwd
+        self.default_workspace = default_workspace
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "MEMORY_ADMIN_TOKEN": "test-admin-token", **(env or {})}
@@ -93,9 +100,7 @@ class LiveServer:
         log = open(log_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "memory_service",
+                *self.command,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -103,10 +108,12 @@ class LiveServer:
                 str(self.port),
                 "--database-url",
                 self.database_url,
-                "--no-default-workspace",
+                *([] if self.default_workspace else ["--no-default-workspace"]),
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            # The default workspace's key is printed on stdout (never logged): kept apart.
+            stdout=open(self.stdout_path, "w") if self.default_workspace else log,  # noqa: SIM115
+            stderr=log if self.default_workspace else subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
         )
@@ -120,6 +127,10 @@ class LiveServer:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.log_text()}")
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.log_dir / f"server-{self.port}-{self.starts}.stdout"
 
     def log_text(self) -> str:
         return "".join(

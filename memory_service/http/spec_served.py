@@ -1,0 +1,60 @@
+"""The OpenAPI document as served under /schema: naming the service's absolute URL.
+
+Tools that import a spec by URL (a workflow builder's "custom tool from OpenAPI") call the
+operations at `servers[0].url`, so it must be absolute: `MEMORY_PUBLIC_URL` when set (behind a
+proxy or a load balancer), else the origin the request itself reached. The committed openapi.yaml
+names the configured host and port instead (see `openapi_servers`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    OpenAPIRenderPlugin,
+    RapidocRenderPlugin,
+    RedocRenderPlugin,
+    StoplightRenderPlugin,
+    SwaggerRenderPlugin,
+    YamlRenderPlugin,
+)
+from litestar.openapi.spec import Server
+
+from ..settings import Settings
+
+
+def openapi_servers(settings: Settings) -> list[Server]:
+    """The document's own `servers` (the committed file, and `app.openapi_schema`)."""
+    return [Server(url=settings.public_url or f"http://{settings.host}:{settings.port}")]
+
+
+def public_url(request: Request) -> str:
+    configured = request.app.state.services.settings.public_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+def _served_here(cls: type[OpenAPIRenderPlugin]) -> type[OpenAPIRenderPlugin]:
+    class ServedHere(cls):  # type: ignore[valid-type,misc]
+        def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
+            here = {**openapi_schema, "servers": [{"url": public_url(request)}]}
+            return super().render(request, here)
+
+    ServedHere.__name__ = ServedHere.__qualname__ = cls.__name__
+    return ServedHere
+
+
+def render_plugins() -> list[OpenAPIRenderPlugin]:
+    """Litestar's default schema sites and files (Redoc at /schema), each naming this service."""
+    return [
+        _served_here(cls)()
+        for cls in (
+            RedocRenderPlugin,  # first: the default site, also at /schema itself
+            SwaggerRenderPlugin,
+            StoplightRenderPlugin,
+            RapidocRenderPlugin,
+            JsonRenderPlugin,
+            YamlRenderPlugin,
+        )
+    ]

@@ -27,12 +27,13 @@ I = memory_idempotency_t.c  # noqa: E741
 
 # --- appends -------------------------------------------------------------------------------------
 
-# The registry's name of the block of the memory row at hand (RETURNING may hold it: one
-# statement fewer per append).
+# The registry's name of the block being appended to (RETURNING may hold it: one statement
+# fewer per append). Matched on the bound workspace and block, never correlated with the memory
+# row: SQLite renders the columns of an UPDATE's own table unqualified inside RETURNING, where
+# they bind to memory_block's columns instead, and the subquery then named any workspace's block.
 _ROW_BLOCK_NAME = (
     select(B.name)
-    .where(B.workspace_id == M.workspace_id, B.block_id == M.block_id)
-    .correlate(memory_t)
+    .where(B.workspace_id == bindparam("ws"), B.block_id == bindparam("block"))
     .scalar_subquery()
     .label("block_name")
 )

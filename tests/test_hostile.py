@@ -5,6 +5,7 @@ Every test here failed on the code before the fix it names; each asserts the exa
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote
 
@@ -68,3 +69,260 @@ async def test_add_answer_never_names_another_workspaces_block(api: Api) -> None
     # And A's own name is where A left it.
     blocks = (await c.get("/api/memory/blocks", headers=a)).json()
     assert [(x["blockId"], x["name"]) for x in blocks["blocks"]] == [("a-block", "A secret name")]
+
+
+# --- finding 2: client input that raised instead of answering 400 ---------------------------------
+
+DEEP = 50_000
+
+
+@pytest.mark.parametrize("where", ["messages", "content", "blockId"])
+async def test_deeply_nested_memory_body_is_a_400(api: Api, where: str) -> None:
+    h = await api.workspace("w")
+    nested = "[" * DEEP + "]" * DEEP
+    body = {"conversationId": "c", "role": "user", "content": "x"}
+    raw = json.dumps(body)[:-1] + f', "{where}": {nested}}}'
+    r = await api.client.post(
+        "/api/memory", content=raw.encode(), headers={**h, "Content-Type": "application/json"}
+    )
+    refused(r, 400)
+    assert (await api.client.get("/api/memory/all", headers=h)).json()["memories"] == []
+
+
+@pytest.mark.parametrize("tool", ["memory_add", "storage_set"])
+async def test_deeply_nested_tool_parameters_are_a_400(api: Api, tool: str) -> None:
+    h = await api.workspace("w")
+    nested = "[" * DEEP + "]" * DEEP
+    for raw in (
+        f'{{"parameters": {{"key": {nested}}}}}',
+        f'{{"parameters": {nested}}}',
+        '{"parameters": ' + '{"a":' * DEEP + "1" + "}" * DEEP + "}",
+    ):
+        r = await api.client.post(
+            f"/api/tools/{tool}/invoke",
+            content=raw.encode(),
+            headers={**h, "Content-Type": "application/json"},
+        )
+        refused(r, 400)
+
+
+async def test_cursor_beyond_64_bits_is_a_400(api: Api) -> None:
+    """Forged cursors of every kind (here: the old unauthenticated format with a huge id)."""
+    h = await api.workspace("w")
+    await add(api.client, h, conversationId="c", role="user", content="x")
+
+    def forged(payload: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+    huge = 2**64 + 5
+    for path, params in (
+        ("/api/memory/all", {"cursor": forged({"a": huge, "f": "x"})}),
+        ("/api/memory", {"conversationId": "c", "cursor": forged({"a": huge})}),
+        ("/api/memory/messages", {"conversationId": "c", "cursor": forged({"m": huge, "b": 1})}),
+        ("/api/memory/blocks", {"cursor": forged({"after": "x" * 10})}),
+        ("/api/kv", {"cursor": forged({"after": "00", "prefix": ""})}),
+    ):
+        refused(await api.client.get(path, params=params, headers=h), 400, "invalid_cursor")
+
+
+async def test_huge_entity_tag_is_a_412_not_a_500(api: Api) -> None:
+    h = await api.workspace("w")
+    assert (await api.client.put(kv("k"), content=b"v", headers=h)).status_code == 201
+    tag = '"' + "9" * 5000 + '"'
+    for method in ("PUT", "DELETE"):
+        r = await api.client.request(
+            method,
+            kv("k"),
+            content=b"new" if method == "PUT" else None,
+            headers={**h, "If-Match": tag},
+        )
+        refused(r, 412, "precondition_failed")
+    r = await api.client.get(kv("k"), headers=h)
+    assert r.status_code == 200 and r.content == b"v"
+
+
+# --- finding 3: media types HTTP cannot carry -----------------------------------------------------
+
+BAD_TYPES = [
+    "text/plain\r\nX-Injected: 1",
+    "text/plain\nx",
+    "text/caf\u00e9",
+    "\u65e5\u672c/\u8a9e",
+    "text",
+    "/plain",
+    "text/plain; charset",
+    'text/plain; a="unterminated',
+    "a/" + "b" * 254,
+    "",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_TYPES, ids=range(len(BAD_TYPES)))
+async def test_storage_set_refuses_a_media_type_http_cannot_carry(api: Api, bad: str) -> None:
+    h = await api.workspace("w")
+    status, body = await invoke(
+        api, h, "storage_set", {"key": "k", "value": "v", "content_type": bad or " "}
+    )
+    assert status == 400 and body[0]["code"] == "invalid_content_type", (status, body)
+    assert (await api.client.get(kv("k"), headers=h)).status_code == 404
+    assert (await api.client.get("/api/usage", headers=h)).json()["used"] == 0
+
+
+async def test_kv_put_refuses_an_overlong_media_type_and_keeps_a_valid_one(api: Api) -> None:
+    h = await api.workspace("w")
+    long = "application/" + "x" * 244  # 256 characters: refused, never truncated
+    refused(
+        await api.client.put(kv("k"), content=b"v", headers={**h, "Content-Type": long}),
+        400,
+        "invalid_content_type",
+    )
+    assert (await api.client.get(kv("k"), headers=h)).status_code == 404
+    fine = 'text/plain; charset="utf-8"; q=x'
+    r = await api.client.put(kv("k"), content=b"v", headers={**h, "Content-Type": fine})
+    assert r.status_code == 201, r.text
+    for method in ("GET", "HEAD"):
+        r = await api.client.request(method, kv("k"), headers=h)
+        assert r.status_code == 200 and r.headers["content-type"] == fine
+
+
+# --- finding 4: stored values are never active content of this origin ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("media_type", "attachment"),
+    [
+        ("text/html", True),
+        ("text/html; charset=utf-8", True),
+        ("image/svg+xml", True),
+        ("application/xhtml+xml", True),
+        ("text/xml", True),
+        ("application/atom+xml", True),
+        ("text/javascript", True),
+        ("application/javascript", True),
+        ("TEXT/HTML", True),
+        ("text/plain", False),
+        ("application/json", False),
+        ("image/png", False),
+        ("application/octet-stream", False),
+    ],
+)
+async def test_values_are_served_inert(api: Api, media_type: str, attachment: bool) -> None:
+    h = await api.workspace("w")
+    body = b"<script>alert(1)</script>"
+    r = await api.client.put(kv("page"), content=body, headers={**h, "Content-Type": media_type})
+    assert r.status_code == 201, r.text
+    for method in ("GET", "HEAD"):
+        r = await api.client.request(method, kv("page"), headers=h)
+        assert r.status_code == 200
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"] == "sandbox"
+        assert r.headers.get("content-disposition") == ("attachment" if attachment else None)
+
+
+# --- finding 5: conditional requests as RFC 9110 section 13 has them ------------------------------
+
+# (method, If-Match, If-None-Match, expected status); "CUR" is the current tag, "OLD" an earlier
+# one of the same entry, W/ prefixes make weak tags.
+CONDITIONAL = [
+    ("GET", None, None, 200),
+    ("GET", None, "CUR", 304),
+    ("GET", None, "W/CUR", 304),
+    ("GET", None, "*", 304),
+    ("GET", None, "OLD", 200),
+    ("GET", None, '"x", CUR', 304),
+    ("GET", "CUR", None, 200),
+    ("GET", "W/CUR", None, 412),
+    ("GET", "OLD", None, 412),
+    ("GET", "*", None, 200),
+    ("GET", "CUR", "CUR", 304),
+    ("GET", '"junk', None, 400),
+    ("GET", None, "junk", 400),
+    ("HEAD", None, None, 200),
+    ("HEAD", None, "CUR", 304),
+    ("HEAD", None, "W/CUR", 304),
+    ("HEAD", None, "*", 304),
+    ("HEAD", None, "OLD", 200),
+    ("HEAD", "W/CUR", None, 412),
+    ("HEAD", "OLD", None, 412),
+    ("HEAD", "junk", None, 400),
+    ("PUT", "CUR", None, 200),
+    ("PUT", "*", None, 200),
+    ("PUT", "W/CUR", None, 412),
+    ("PUT", '"some-other-tag"', None, 412),
+    ("PUT", "OLD", None, 412),
+    ("PUT", "OLD, CUR", None, 200),
+    ("PUT", None, "*", 412),
+    ("PUT", None, "CUR", 412),
+    ("PUT", None, "W/CUR", 412),
+    ("PUT", None, "OLD", 200),
+    ("PUT", "abc", None, 400),
+    ("PUT", '"1", *', None, 400),
+    ("PUT", "9" * 5000, None, 400),
+    ("DELETE", "CUR", None, 200),
+    ("DELETE", "W/CUR", None, 412),
+    ("DELETE", "OLD", None, 412),
+    ("DELETE", '"some-other-tag"', None, 412),
+    ("DELETE", None, "CUR", 412),
+    ("DELETE", None, "*", 412),
+    ("DELETE", None, "OLD", 200),
+    ("DELETE", "junk", None, 400),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "if_match", "if_none_match", "status"),
+    CONDITIONAL,
+    ids=[f"{m}-{a}-{b}".replace('"', "") for m, a, b, _ in CONDITIONAL],
+)
+async def test_conditional_requests_follow_rfc_9110(
+    api: Api, method: str, if_match: str | None, if_none_match: str | None, status: int
+) -> None:
+    h = await api.workspace("w")
+    old = (await api.client.put(kv("k"), content=b"one", headers=h)).headers["etag"]
+    r = await api.client.put(kv("k"), content=b"two", headers={**h, "Content-Type": "text/x"})
+    cur = r.headers["etag"]
+
+    def tags(spec: str | None) -> str | None:
+        if spec is None:
+            return None
+        return spec.replace("W/CUR", f"W/{cur}").replace("CUR", cur).replace("OLD", old)
+
+    headers = dict(h)
+    if if_match is not None:
+        headers["If-Match"] = tags(if_match)
+    if if_none_match is not None:
+        headers["If-None-Match"] = tags(if_none_match)
+    r = await api.client.request(
+        method, kv("k"), headers=headers, content=b"three" if method == "PUT" else None
+    )
+    assert r.status_code == status, (r.status_code, r.text)
+    if status >= 400 and method != "HEAD":
+        refused(r, status, "invalid_precondition" if status == 400 else "precondition_failed")
+    if status in (200, 304) and method in ("GET", "HEAD"):
+        assert r.headers["etag"] == cur
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.content == (b"two" if method == "GET" and status == 200 else b"")
+    if status == 304:
+        assert "content-type" not in r.headers or method == "HEAD"
+    # Whatever the answer, the entry changed only when the request was a write that succeeded.
+    after = await api.client.get(kv("k"), headers=h)
+    if method == "PUT" and status == 200:
+        assert after.content == b"three"
+    elif method == "DELETE" and status == 200:
+        assert after.status_code == 404
+    else:
+        assert after.content == b"two" and after.headers["etag"] == cur
+
+
+async def test_conditions_on_an_absent_key(api: Api) -> None:
+    h = await api.workspace("w")
+    c = api.client
+    # Without the key a read or a delete is a 404 whatever the conditions (RFC 9110 13.2.1).
+    for method in ("GET", "HEAD", "DELETE"):
+        for hdr in ({"If-Match": "*"}, {"If-None-Match": "*"}, {"If-Match": '"1"'}):
+            r = await c.request(method, kv("nope"), headers={**h, **hdr})
+            assert r.status_code == 404, (method, hdr, r.status_code)
+    r = await c.put(kv("nope"), content=b"x", headers={**h, "If-Match": "*"})
+    refused(r, 412, "precondition_failed")
+    r = await c.put(kv("nope"), content=b"x", headers={**h, "If-None-Match": '"7", W/"8"'})
+    assert r.status_code == 201

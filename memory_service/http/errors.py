@@ -103,6 +103,13 @@ def handle_undecodable(request: Request, exc: UnicodeDecodeError) -> Response:
     return envelope(400, "request body is not valid UTF-8 JSON", "invalid_request")
 
 
+def handle_too_deep(request: Request, exc: RecursionError) -> Response:
+    # JSON nested thousands deep exhausts the decoder's recursion (msgspec raises this for a
+    # body of any declared type): the client's doing, answered like any malformed body.
+    log.info("request nested too deeply on %s %s", request.method, request.url.path)
+    return envelope(400, "request body is nested too deeply", "invalid_request")
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "internal_error")
@@ -113,5 +120,6 @@ EXCEPTION_HANDLERS = {
     WorkspaceGone: handle_workspace_gone,
     HTTPException: handle_http_exception,
     UnicodeDecodeError: handle_undecodable,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

@@ -88,10 +88,8 @@ class Preconditions:
                 raise PreconditionFailed(
                     f'version mismatch: the entry is at "{tag}"', headers={"ETag": f'"{tag}"'}
                 )
-        if self.if_none_match is not None and tag is not None:
-            if self.if_none_match.any or self.if_none_match.weak_match(tag):
-                return False
-        return True
+        inm = self.if_none_match
+        return inm is None or tag is None or not (inm.any or inm.weak_match(tag))
 
     def check_write(self, current: int | None) -> None:
         """A write or delete: any failed condition is a 412 and changes nothing."""

@@ -85,6 +85,10 @@ class Settings:
     rate_limit_burst: int = 0
     # How long /ready waits for the database before answering 503.
     ready_timeout_seconds: float = 3.0
+    # Cursors are sealed with the database's secret (migration 0003) unless this is set; every
+    # replica must then have the same value. A cursor older than the lifetime is refused.
+    cursor_secret: str | None = None
+    cursor_ttl_seconds: float = 7 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -114,6 +118,8 @@ class Settings:
             header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
             rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),
+            cursor_secret=env.get("MEMORY_CURSOR_SECRET") or None,
+            cursor_ttl_seconds=_float(env, "MEMORY_CURSOR_TTL_SECONDS", 7 * 24 * 3600.0),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -326,3 +326,119 @@ async def test_conditions_on_an_absent_key(api: Api) -> None:
     refused(r, 412, "precondition_failed")
     r = await c.put(kv("nope"), content=b"x", headers={**h, "If-None-Match": '"7", W/"8"'})
     assert r.status_code == 201
+
+
+# --- finding 6: cursors are opaque, authenticated, bound to their workspace and listing ---------
+
+
+async def _cursors(api: Api, h: dict, check: bool = True) -> dict[str, tuple[str, dict]]:
+    """One cursor of every kind, with the request that pages on with it."""
+    c = api.client
+    for i in range(3):
+        await add(c, h, conversationId=f"conv-{i}", blockId="blk", role="user", content=f"m{i}")
+        assert (await c.put(kv(f"secret-key-{i}"), content=b"v", headers=h)).status_code == 201
+        r = await c.put(f"/api/memory/blocks/block-{i}", json={"name": f"n{i}"}, headers=h)
+        assert r.status_code == 200
+    await add(c, h, conversationId="long", role="user", content="a")
+    await add(c, h, conversationId="long", role="user", content="b")
+    out = {}
+    r = await c.get("/api/memory/all", params={"limit": 1}, headers=h)
+    out["all"] = ("/api/memory/all", {"limit": 1, "cursor": r.json()["nextCursor"]})
+    r = await c.get("/api/memory", params={"blockId": "blk", "limit": 1}, headers=h)
+    out["get"] = ("/api/memory", {"blockId": "blk", "limit": 1, "cursor": r.json()["nextCursor"]})
+    r = await c.get("/api/memory", params={"conversationId": "long", "lastN": 1}, headers=h)
+    data_cursor = r.json()["memories"][0]["dataCursor"]
+    out["messages"] = ("/api/memory/messages", {"conversationId": "long", "cursor": data_cursor})
+    r = await c.get("/api/kv", params={"prefix": "secret-key-", "limit": 1}, headers=h)
+    out["kv"] = ("/api/kv", {"prefix": "secret-key-", "limit": 1, "cursor": r.json()["nextCursor"]})
+    r = await c.get("/api/memory/blocks", params={"limit": 1}, headers=h)
+    out["blocks"] = ("/api/memory/blocks", {"limit": 1, "cursor": r.json()["nextCursor"]})
+    for path, params in out.values():
+        assert isinstance(params["cursor"], str), (path, params)
+        if not check:
+            continue
+        r = await c.get(path, params=params, headers=h)
+        assert r.status_code == 200, (path, r.text)
+    return out
+
+
+def _tampered(cursor: str) -> list[str]:
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    flips = [bytes([raw[0] ^ 1]) + raw[1:], raw[:-1] + bytes([raw[-1] ^ 0x80]), raw[:20]]
+    mid = len(raw) // 2
+    flips.append(raw[:mid] + bytes([raw[mid] ^ 4]) + raw[mid + 1 :])
+    return [base64.urlsafe_b64encode(f).decode().rstrip("=") for f in flips]
+
+
+async def test_cursors_reveal_nothing(api: Api) -> None:
+    h = await api.workspace("w")
+    cursors = await _cursors(api, h)
+    for _path, params in cursors.values():
+        raw = base64.urlsafe_b64decode(params["cursor"] + "=" * (-len(params["cursor"]) % 4))
+        for plain in (b"secret-key", b"block-", b"blk", b"long", b"conv-"):
+            assert plain not in raw and plain.hex().encode() not in raw
+        assert b'"a"' not in raw and b'"after"' not in raw  # no JSON inside
+    # The same position sealed twice gives two different cursors (nothing to compare).
+    again = await api.client.get("/api/memory/all", params={"limit": 1}, headers=h)
+    assert again.json()["nextCursor"] != cursors["all"][1]["cursor"]
+
+
+async def test_tampered_foreign_and_malformed_cursors_are_400(api: Api) -> None:
+    a = await api.workspace("a")
+    b = await api.workspace("b")
+    cursors_a = await _cursors(api, a)
+    cursors_b = await _cursors(api, b)
+    c = api.client
+    for kind, (path, params) in cursors_b.items():
+        for bad in [
+            *_tampered(params["cursor"]),
+            cursors_a[kind][1]["cursor"],  # A's cursor of the same kind, at B
+            "",
+            "not a cursor!",
+            "A" * 3000,
+            "eyJhIjoxfQ",  # the old format: {"a":1}
+            "\u00e9t\u00e9",
+        ]:
+            r = await c.get(path, params={**params, "cursor": bad}, headers=b)
+            if bad == "":  # an empty cursor is no cursor: the first page
+                assert r.status_code == 200
+                continue
+            refused(r, 400, "invalid_cursor")
+        # A cursor of another listing is refused too.
+        for other_kind, (_p, other_params) in cursors_b.items():
+            if other_kind != kind:
+                r = await c.get(
+                    path, params={**params, "cursor": other_params["cursor"]}, headers=b
+                )
+                refused(r, 400, "invalid_cursor")
+
+
+async def test_cursors_expire(api: Api, database_url: str) -> None:
+    from tests.conftest import make_api
+
+    short, _ = await make_api(database_url, cursor_ttl_seconds=-1)
+    async with short.client:
+        h = await short.workspace("w")
+        for path, params in (await _cursors(short, h, check=False)).values():
+            body = refused(await short.client.get(path, params=params, headers=h), 400)
+            assert body["code"] == "invalid_cursor" and "expired" in body["error"]
+
+
+async def test_replicas_share_the_cursor_secret(api: Api, database_url: str) -> None:
+    """Two processes on one database (the secret is in it) accept each other's cursors; a
+    MEMORY_CURSOR_SECRET replaces it, and must then be the same on every replica."""
+    from tests.conftest import make_api
+
+    h = await api.workspace("w")
+    path, params = (await _cursors(api, h))["all"]
+    other, _ = await make_api(database_url)
+    async with other.client:
+        assert (await other.client.get(path, params=params, headers=h)).status_code == 200
+    env_one, _ = await make_api(database_url, cursor_secret="s" * 40)
+    env_two, _ = await make_api(database_url, cursor_secret="s" * 40)
+    async with env_one.client, env_two.client:
+        refused(await env_one.client.get(path, params=params, headers=h), 400, "invalid_cursor")
+        r = await env_one.client.get(path, params={"limit": 1}, headers=h)
+        sealed = {**params, "cursor": r.json()["nextCursor"]}
+        assert (await env_two.client.get(path, params=sealed, headers=h)).status_code == 200
+        refused(await api.client.get(path, params=sealed, headers=h), 400, "invalid_cursor")

@@ -577,7 +577,8 @@ async def test_other_workspaces_see_nothing_count_nothing_delete_nothing(api: Ap
         params={"conversationId": "c", "blockId": "blk", "cursor": cursor},
         headers=b,
     )
-    assert r.status_code == 404
+    # (Sealed for A's workspace: refused before anything is looked up, as any foreign cursor.)
+    assert assert_envelope(r, 400)["code"] == "invalid_cursor"
     assert (await c.get("/api/memory/blocks", headers=b)).json()["blocks"] == []
     # B's registry and idempotency keys are B's own.
     await c.put("/api/memory/blocks/blk", json={"name": "B's"}, headers=b)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from ..settings import Settings
 from ..storage import kv as sql
 from ..storage.database import Database
 from .conditions import Preconditions
+from .cursors import Cursors
 from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
 from .media_types import check_media_type
 from .metrics import Metrics
@@ -54,24 +52,6 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def encode_cursor(payload: dict) -> str:
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError
-        return payload
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(
-            "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
-        ) from exc
 
 
 @dataclass(slots=True)
@@ -214,11 +194,13 @@ class KvService:
         clock: Callable[[], int] = now_ms,
         *,
         metrics: Metrics | None = None,
+        cursors: Cursors | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
+        self.cursors = cursors or Cursors(db, settings)
 
     def key(self, key: str) -> bytes:
         return check_key(key, self.settings.max_key_bytes)
@@ -323,19 +305,14 @@ class KvService:
             )
         lower, inclusive = raw_prefix, True
         if cursor:
-            payload = decode_cursor(cursor)
-            try:
-                after = bytes.fromhex(payload["after"])
-                same_query = payload["prefix"] == raw_prefix.hex()
-            except (KeyError, TypeError, ValueError) as exc:
-                raise BadRequest(
-                    "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
-                ) from exc
-            if not same_query or not after.startswith(raw_prefix):
+            await self.cursors.load()
+            payload = self.cursors.open(cursor, "kv", workspace_id)
+            # Sealed by this service, so well-formed; a cursor of another prefix is refused.
+            if not isinstance(payload, list) or payload[1] != raw_prefix:
                 raise BadRequest(
                     "cursor belongs to a listing with another prefix", code="invalid_cursor"
                 )
-            lower, inclusive = after, False
+            lower, inclusive = payload[0], False
         rows = await self.db.read(
             sql.list_entries,
             workspace_id,
@@ -348,7 +325,8 @@ class KvService:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor({"after": rows[-1].key.hex(), "prefix": raw_prefix.hex()})
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("kv", workspace_id, [rows[-1].key, raw_prefix])
         return rows, next_cursor
 
     def page_limit(self, limit: int | None) -> int:

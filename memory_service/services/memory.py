@@ -22,8 +22,9 @@ from ..storage import memory as sql
 from ..storage.database import Database
 from ..storage.memory import Filter
 from ..storage.memory_tables import ID_LENGTH
+from .cursors import Cursors, invalid_cursor
 from .errors import BadRequest, Conflict, NotFound, TooLarge
-from .kv import charge, decode_cursor, encode_cursor
+from .kv import charge
 from .metrics import Metrics
 
 ROLES = frozenset({"user", "assistant", "system"})
@@ -94,7 +95,9 @@ class MemoryOut:
     created_at: int
     updated_at: int
     messages: list[MessageOut] = field(default_factory=list)
-    # Set when older messages exist than those in `messages`: pages back through them.
+    # The seq of the first message in `messages`: older ones exist when it is above 0.
+    window_start: int = 0
+    # Set (by the service, sealed) when older messages exist: pages back through them.
     data_cursor: str | None = None
 
     @property
@@ -105,11 +108,7 @@ class MemoryOut:
 @dataclass(slots=True)
 class MessagePage:
     memory: MemoryOut
-    next_cursor: str | None
-
-
-def _data_cursor(memory_id: int, before: int) -> str | None:
-    return encode_cursor({"m": memory_id, "b": before}) if before > 0 else None
+    next_cursor: str | None = None
 
 
 def _out(row: Row, messages: list[MessageOut], window_start: int) -> MemoryOut:
@@ -122,7 +121,7 @@ def _out(row: Row, messages: list[MessageOut], window_start: int) -> MemoryOut:
         created_at=row.created_at,
         updated_at=row.updated_at,
         messages=messages,
-        data_cursor=_data_cursor(row.id, window_start),
+        window_start=window_start,
     )
 
 
@@ -227,7 +226,7 @@ def _extend(
     start = max(0, min(first, end - last_n))
     if start < first:
         memory.messages[:0] = _messages(sql.message_range(conn, memory.id, start, first))
-    memory.data_cursor = _data_cursor(memory.id, start)
+    memory.window_start = start
     if keep_system and start > 0:
         memory.messages[:0] = _messages(sql.message_range(conn, memory.id, 0, 1))[:1]
         if memory.messages[0].role != "system":
@@ -321,7 +320,7 @@ def messages_txn(
         end = min(before, end)
     start = max(0, end - limit)
     memory = _out(row, _messages(sql.message_range(conn, row.id, start, end)), start)
-    return MessagePage(memory, memory.data_cursor)
+    return MessagePage(memory)
 
 
 # --- delete and the block registry ---------------------------------------------------------------
@@ -362,10 +361,6 @@ def _filter_tag(flt: Filter) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _bad_cursor() -> BadRequest:
-    return BadRequest("cursor is not valid; pass back a cursor unchanged", code="invalid_cursor")
-
-
 class MemoryService:
     def __init__(
         self,
@@ -374,11 +369,24 @@ class MemoryService:
         clock: Callable[[], int] = now_ms,
         *,
         metrics: Metrics | None = None,
+        cursors: Cursors | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.metrics = metrics  # memories created, messages appended (issue #6)
+        self.cursors = cursors or Cursors(db, settings)
+
+    async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
+        """A sealed dataCursor on each memory that has older messages than those it carries."""
+        if any(m.window_start > 0 for m in memories):
+            await self.cursors.load()
+        for m in memories:
+            m.data_cursor = (
+                self.cursors.seal("messages", workspace_id, [m.id, m.window_start])
+                if m.window_start > 0
+                else None
+            )
 
     # --- validation -----------------------------------------------------------------------
     def filter(
@@ -514,6 +522,7 @@ class MemoryService:
             idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
         )
         memory, replayed = await self.db.write(add_txn, req)
+        await self._seal_data_cursors(workspace_id, [memory])
         if self.metrics is not None and not replayed:
             created = memory.message_count == len(msgs)  # the memory holds only this add
             self.metrics.messages_added(len(msgs), memories_created=int(created))
@@ -535,11 +544,10 @@ class MemoryService:
         tag = _filter_tag(flt or Filter())
         after = 0
         if cursor:
-            payload = decode_cursor(cursor)
-            after = payload.get("a")
-            if not isinstance(after, int) or after < 0:
-                raise _bad_cursor()
-            if payload.get("f") != tag:
+            await self.cursors.load()
+            # Sealed by this service for this workspace, so well-formed: [after id, filter tag].
+            after, cursor_tag = self.cursors.open(cursor, "memories", workspace_id)
+            if cursor_tag != tag:
                 raise BadRequest(
                     "cursor belongs to a listing with other filters", code="invalid_cursor"
                 )
@@ -553,7 +561,11 @@ class MemoryService:
         if page is None:
             page = await self.db.read(read_page_txn, *args)
         memories, next_after = page
-        next_cursor = None if next_after is None else encode_cursor({"a": next_after, "f": tag})
+        await self._seal_data_cursors(workspace_id, memories)
+        next_cursor = None
+        if next_after is not None:
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
         return memories, next_cursor
 
     async def messages(
@@ -580,12 +592,13 @@ class MemoryService:
             raise BadRequest(f"limit must be between 1 and {page}", code="invalid_limit")
         position = None
         if cursor:
-            payload = decode_cursor(cursor)
-            memory_id, before = payload.get("m"), payload.get("b")
-            if not isinstance(memory_id, int) or not isinstance(before, int) or before < 0:
-                raise _bad_cursor()
+            await self.cursors.load()
+            memory_id, before = self.cursors.open(cursor, "messages", workspace_id)
             position = (memory_id, before)
-        return await self.db.read(messages_txn, workspace_id, conv, block, position, limit)
+        page = await self.db.read(messages_txn, workspace_id, conv, block, position, limit)
+        await self._seal_data_cursors(workspace_id, [page.memory])
+        page.next_cursor = page.memory.data_cursor
+        return page
 
     async def delete(
         self, workspace_id: int, flt: Filter, *, dry_run: bool = False
@@ -610,14 +623,16 @@ class MemoryService:
         limit = self.page_limit(limit)
         after = None
         if cursor:
-            after = decode_cursor(cursor).get("after")
+            await self.cursors.load()
+            after = self.cursors.open(cursor, "blocks", workspace_id)
             if not isinstance(after, str):
-                raise _bad_cursor()
+                raise invalid_cursor()
         rows = await self.db.read(sql.list_blocks, workspace_id, after, limit + 1)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor({"after": rows[-1].block_id})
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("blocks", workspace_id, rows[-1].block_id)
         return rows, next_cursor
 
     async def sweep_idempotency(self) -> int:

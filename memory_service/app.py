@@ -16,6 +16,7 @@ from . import __version__
 from .http.admin import AdminController
 from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
+from .http.guards import QueryGuard
 from .http.kv import KvController
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
@@ -131,6 +132,6 @@ def create_app(
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
     app.asgi_handler = ObserveMiddleware(
-        app.asgi_handler, services.metrics, access_log=settings.access_log
+        QueryGuard(app.asgi_handler), services.metrics, access_log=settings.access_log
     )
     return app

@@ -442,3 +442,94 @@ async def test_replicas_share_the_cursor_secret(api: Api, database_url: str) -> 
         sealed = {**params, "cursor": r.json()["nextCursor"]}
         assert (await env_two.client.get(path, params=sealed, headers=h)).status_code == 200
         refused(await api.client.get(path, params=sealed, headers=h), 400, "invalid_cursor")
+
+
+# --- finding 9: smaller ones -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"conversationId=%ff",
+        b"conversationId=a%C3",
+        b"blockId=%ED%A0%80",  # an encoded surrogate is not UTF-8 either
+        b"conversationId=\xff",
+        b"%ff=x&conversationId=c",
+    ],
+)
+async def test_undecodable_query_is_a_400(api: Api, query: bytes) -> None:
+    h = await api.workspace("w")
+    await add(api.client, h, conversationId="\ufffd", role="user", content="x")
+    for path in ("/api/memory", "/api/kv", "/api/memory/all"):
+        # httpx would re-encode the query: build the raw request target ourselves.
+        r = await _raw_get(api, path.encode() + b"?" + query, h)
+        assert r[0] == 400, r
+        assert r[1]["success"] is False and r[1]["code"] == "invalid_query"
+
+
+async def _raw_get(api: Api, target: bytes, headers: dict) -> tuple[int, dict]:
+    """A GET with exactly this request target, through the app's ASGI interface."""
+    path, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path.decode("latin-1"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await api.client.app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+async def test_tool_idempotency_key_too_long_is_a_400_before_the_stream(api: Api) -> None:
+    h = await api.workspace("w")
+    params = {"conversationId": "c", "role": "user", "content": "x"}
+    status, body = await invoke(api, h, "memory_add", {**params, "idempotencyKey": "k" * 10_000})
+    assert status == 400 and body[0]["code"] == "invalid_id", body
+    status, body = await invoke(api, h, "memory_add", {**params, "idempotencyKey": "k" * 255})
+    assert status == 200 and body[-1]["type"] != "error", body
+    assert (await api.client.get("/api/memory/all", headers=h)).json()["memories"][0][
+        "messageCount"
+    ] == 1
+
+
+async def test_workspace_deleted_under_a_cached_key_in_a_tool_stream(
+    api: Api, database_url: str
+) -> None:
+    """Another replica deletes the workspace while this one still trusts the key (cached)."""
+    from tests.conftest import make_api
+
+    h = await api.workspace("doomed")
+    assert (await api.client.get("/api/usage", headers=h)).status_code == 200  # key cached here
+    replica, _ = await make_api(database_url)
+    async with replica.client:
+        r = await replica.client.delete("/admin/workspaces/doomed", headers=replica.admin)
+        assert r.status_code == 200, r.text
+    for tool, params in (
+        ("memory_add", {"conversationId": "c", "role": "user", "content": "x"}),
+        ("storage_set", {"key": "k", "value": "v"}),
+    ):
+        status, messages = await invoke(api, h, tool, params)
+        assert status == 200
+        assert messages[-1]["type"] == "error", messages
+        assert messages[-1]["message"]["code"] == "unauthorized", messages
+    r = await api.client.put(kv("k"), content=b"v", headers=h)
+    refused(r, 401, "unauthorized")

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from ..http.memory import found, memory_item
-from ..services.memory import ROLES, MemoryOut
+from ..services.memory import IDEMPOTENCY_KEY_LENGTH, ROLES, MemoryOut, check_id
 from . import messages as m
 from .manifest import (
     AUTHOR,
@@ -243,6 +243,8 @@ ADD = ToolManifest(
 def prepare_add(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     # The service's own id rules, before the stream starts; the rest it checks as it adds.
     ctx.services.memory.filter(p["conversationId"], None, p["blockId"], p["blockName"])
+    if p["idempotencyKey"] is not None:  # the README promises a 4xx before the stream
+        check_id(p["idempotencyKey"], "idempotencyKey", IDEMPOTENCY_KEY_LENGTH)
     return p
 
 

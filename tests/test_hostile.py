@@ -444,7 +444,7 @@ async def test_replicas_share_the_cursor_secret(api: Api, database_url: str) -> 
         refused(await api.client.get(path, params=sealed, headers=h), 400, "invalid_cursor")
 
 
-# --- finding 9: smaller ones -----------------------------------------------------------------------
+# --- finding 9: smaller ones ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

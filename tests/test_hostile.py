@@ -533,3 +533,109 @@ async def test_workspace_deleted_under_a_cached_key_in_a_tool_stream(
         assert messages[-1]["message"]["code"] == "unauthorized", messages
     r = await api.client.put(kv("k"), content=b"v", headers=h)
     refused(r, 401, "unauthorized")
+
+
+# --- finding 10: storage faults, injected for real (SQLite's own machinery) -----------------------
+
+
+async def test_a_locked_inline_read_falls_back_to_a_reader_thread(sqlite_database_url: str) -> None:
+    """Another process holds every WAL read lock of the database (POSIX locks on the -shm file,
+    as a stuck reader or a recovering process would): the event loop's quick read fails with the
+    driver's own OperationalError (not SQLAlchemy's) and must be retried in a reader thread,
+    which gets through once the lock is gone, instead of answering 500."""
+    import subprocess
+    import sys
+    import threading
+
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import make_api
+
+    first, _ = await make_api(sqlite_database_url)
+    async with first.client:
+        h = await first.workspace("w")
+        assert (await first.client.put(kv("k"), content=b"value", headers=h)).status_code == 201
+
+    def readers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("sqlite-read")]
+
+    # A fresh process whose reads so far all ran inline: its reader threads start on demand,
+    # so the first one to appear is the fallback at work.
+    api, _ = await make_api(sqlite_database_url)
+    async with api.client:
+        assert (await api.client.get(kv("k"), headers=h)).content == b"value"
+        assert readers() == []
+        shm = make_url(sqlite_database_url).database + "-shm"
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, os, sys\n"
+                f"fd = os.open({shm!r}, os.O_RDWR)\n"
+                "fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123)  # WAL_READ_LOCK(0..4)\n"
+                "print('held', flush=True)\n"
+                "sys.stdin.readline()\n",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout.readline().strip() == "held"
+        stop = threading.Event()
+
+        def release_once_a_reader_thread_runs() -> None:
+            while not stop.wait(0.01):
+                if readers():
+                    holder.stdin.write("\n")
+                    holder.stdin.flush()
+                    return
+
+        releaser = threading.Thread(target=release_once_a_reader_thread_runs)
+        releaser.start()
+        try:
+            r = await api.client.get(kv("k"), headers=h)
+            assert r.status_code == 200 and r.content == b"value", r.text
+            assert holder.wait(60) == 0  # it was released by the fallback's thread appearing
+        finally:
+            stop.set()
+            releaser.join()
+            holder.kill()
+            holder.wait()
+
+
+async def test_a_dead_writer_fails_writes_fast_and_ready_says_503(sqlite_api: Api) -> None:
+    import asyncio
+
+    from memory_service.storage.database import StorageUnavailable
+
+    api = sqlite_api
+    c = api.client
+    h = await api.workspace("w")
+    assert (await c.put(kv("k"), content=b"v", headers=h)).status_code == 201
+    assert (await c.get("/ready")).status_code == 200
+    db = c.app.state.services.db
+
+    def die(_conn):  # noqa: ANN001, ANN202
+        raise SystemExit("writer killed by the test")  # ends the thread, as any BaseException
+
+    # The write that killed it is answered too (it used to wait forever).
+    with pytest.raises(StorageUnavailable):
+        await asyncio.wait_for(db.write(die), 60)
+    db._writer._thread.join(30)  # (it answers its callers just before it ends)
+    assert not db._writer._thread.is_alive()
+    for method, url, body in (
+        ("PUT", kv("k2"), b"v"),
+        ("DELETE", kv("k"), None),
+        ("POST", "/api/memory", b'{"conversationId": "c", "role": "user", "content": "x"}'),
+    ):
+        r = await asyncio.wait_for(
+            c.request(method, url, content=body, headers={**h, "Content-Type": "application/json"}),
+            60,
+        )
+        refused(r, 503, "unavailable")
+    status, messages = await invoke(api, h, "storage_set", {"key": "k3", "value": "v"})
+    assert status == 200 and messages[-1]["message"]["code"] == "unavailable", messages
+    refused(await c.get("/ready"), 503, "not_ready")
+    # Reads still work: what was committed is there.
+    assert (await c.get(kv("k"), headers=h)).content == b"v"
+    assert (await c.get(kv("k2"), headers=h)).status_code == 404

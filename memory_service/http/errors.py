@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from ..services.errors import ServiceError
+from ..storage.database import StorageUnavailable
 from ..storage.kv import WorkspaceGone
 
 log = logging.getLogger("memory_service.errors")
@@ -96,6 +97,13 @@ def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:
     return envelope(401, "invalid or revoked API key (its workspace was deleted)", "unauthorized")
 
 
+def handle_storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
+    # Answered at once (never a request left hanging); /ready says 503 too, so a balancer
+    # takes this process out of rotation.
+    log.error("write refused on %s %s: %s", request.method, request.url.path, exc)
+    return envelope(503, "the service cannot store data right now; retry later", "unavailable")
+
+
 def handle_undecodable(request: Request, exc: UnicodeDecodeError) -> Response:
     # msgspec raises UnicodeDecodeError (not a DecodeError, which Litestar turns into a 400) for
     # invalid UTF-8 inside a JSON string; Litestar lets it through as a 500.
@@ -118,6 +126,7 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ServiceError: handle_service_error,
     WorkspaceGone: handle_workspace_gone,
+    StorageUnavailable: handle_storage_unavailable,
     HTTPException: handle_http_exception,
     UnicodeDecodeError: handle_undecodable,
     RecursionError: handle_too_deep,

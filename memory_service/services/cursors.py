@@ -50,7 +50,11 @@ class Cursors:
         if self._aead is not None:
             return
         secret = self.settings.cursor_secret
-        raw = secret.encode() if secret else await self.db.read(secrets_sql.secret, "cursor")
+        raw = (
+            secret.encode()
+            if secret
+            else await self.db.read(secrets_sql.secret, "cursor", inline=True)
+        )
         if raw is None:
             raise RuntimeError("the database has no cursor secret: run `memory-service migrate`")
         self._aead = AESGCM(hashlib.sha256(_KDF_LABEL + raw).digest())

@@ -566,7 +566,7 @@ async def test_a_locked_inline_read_falls_back_to_a_reader_thread(sqlite_databas
         assert (await api.client.get(kv("k"), headers=h)).content == b"value"
         assert readers() == []
         shm = make_url(sqlite_database_url).database + "-shm"
-        holder = subprocess.Popen(
+        holder = subprocess.Popen(  # noqa: ASYNC220  (a lock holder for the whole test)
             [
                 sys.executable,
                 "-c",

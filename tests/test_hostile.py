@@ -469,34 +469,7 @@ async def test_undecodable_query_is_a_400(api: Api, query: bytes) -> None:
 
 async def _raw_get(api: Api, target: bytes, headers: dict) -> tuple[int, dict]:
     """A GET with exactly this request target, through the app's ASGI interface."""
-    path, _, query = target.partition(b"?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path.decode("latin-1"),
-        "raw_path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-        "state": {},
-    }
-    sent: list[dict] = []
-
-    async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    await api.client.app(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, json.loads(body)
+    return await _raw_get_from(api, target, headers, "127.0.0.1")
 
 
 async def test_tool_idempotency_key_too_long_is_a_400_before_the_stream(api: Api) -> None:
@@ -639,3 +612,172 @@ async def test_a_dead_writer_fails_writes_fast_and_ready_says_503(sqlite_api: Ap
     # Reads still work: what was committed is there.
     assert (await c.get(kv("k"), headers=h)).content == b"v"
     assert (await c.get(kv("k2"), headers=h)).status_code == 404
+
+
+# --- finding 8: authentication hardening ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["x", "short-admin-token", "t" * 31])
+def test_a_short_admin_token_refuses_to_start(token: str, tmp_path) -> None:  # noqa: ANN001
+    from memory_service.settings import Settings, sqlite_url
+    from tests.support.server import cli
+
+    url = sqlite_url(tmp_path / "m.db")
+    with pytest.raises(ValueError, match="MEMORY_ADMIN_TOKEN must be at least 32 characters"):
+        Settings(database_url=url, admin_token=token)
+    done = cli("serve", "--database-url", url, env={"MEMORY_ADMIN_TOKEN": token}, check=False)
+    assert done.returncode == 1
+    assert "MEMORY_ADMIN_TOKEN must be at least 32 characters" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert Settings(database_url=url, admin_token="t" * 32).admin_token == "t" * 32
+
+
+async def test_failed_credentials_are_bounded_per_client_address(database_url: str) -> None:
+    from tests.conftest import make_api
+
+    api, _ = await make_api(database_url, auth_failure_burst=5, auth_failure_rate=0.5)
+    async with api.client:
+        good = await api.workspace("w")
+        c = api.client
+        assert (await c.get("/api/usage", headers=good)).status_code == 200  # verified, cached
+        for i in range(5):
+            bad = {"Authorization": f"Bearer msk_guess{i}"}
+            refused(await c.get("/api/usage", headers=bad), 401, "unauthorized")
+        for i in range(20):
+            r = await c.get("/api/usage", headers={"X-API-Key": f"msk_more{i}"})
+            body = refused(r, 429, "too_many_auth_failures")
+            assert r.headers["retry-after"] == "2", r.headers
+            assert "failed credentials" in body["error"]
+        # Wrong admin tokens count too; the right one and a verified key still work.
+        r = await c.get("/admin/workspaces", headers={"Authorization": "Bearer " + "n" * 40})
+        refused(r, 429, "too_many_auth_failures")
+        assert (await c.get("/admin/workspaces", headers=api.admin)).status_code == 200
+        assert (await c.get("/api/usage", headers=good)).status_code == 200
+        # Another address is not affected.
+        status, body = await _raw_get_from(api, b"/api/usage", {"X-API-Key": "msk_x"}, "10.0.0.9")
+        assert status == 401 and body["code"] == "unauthorized"
+        # Tools go through the same gate.
+        status, body = await invoke(api, {"X-API-Key": "msk_tool"}, "storage_exist", {"key": "k"})
+        assert status == 429 and body[0]["code"] == "too_many_auth_failures"
+
+
+async def _raw_get_from(api: Api, target: bytes, headers: dict, address: str) -> tuple[int, dict]:
+    path, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path.decode("latin-1"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": (address, 5000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await api.client.app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+# --- finding 7: every byte a workspace can make the service keep is charged or capped -----------
+
+
+async def test_block_registry_entries_are_charged_to_the_quota(api: Api) -> None:
+    c = api.client
+    zero = await api.workspace("zero", quota=0)
+    for i in range(3):
+        r = await c.put(f"/api/memory/blocks/b{i}", json={"name": "n" * 256}, headers=zero)
+        refused(r, 413, "quota_exceeded")
+    assert (await c.get("/api/memory/blocks", headers=zero)).json()["blocks"] == []
+    assert (await c.get("/api/usage", headers=zero)).json()["used"] == 0
+
+    h = await api.workspace("some", quota=100)
+    assert (
+        await c.put("/api/memory/blocks/blk", json={"name": "abc"}, headers=h)
+    ).status_code == 200
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == len("blk") + len("abc")
+    # A rename charges the difference, forgetting the name frees it.
+    r = await c.put("/api/memory/blocks/blk", json={"name": "a" * 10}, headers=h)
+    assert r.status_code == 200
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == len("blk") + 10
+    r = await c.put("/api/memory/blocks/blk", json={"name": "a" * 98}, headers=h)
+    refused(r, 413, "quota_exceeded")
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == len("blk") + 10
+    assert (
+        await c.put("/api/memory/blocks/blk", json={"name": None}, headers=h)
+    ).status_code == 200
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == 0
+    # blockName on add is charged the same way, and refused whole when it does not fit.
+    body = {"conversationId": "c", "blockId": "blk", "role": "user", "content": "x"}
+    m = await add(c, h, **body, blockName="nm")
+    assert m["blockName"] == "nm"
+    used = (await c.get("/api/usage", headers=h)).json()["used"]
+    assert used == (len("user") + 1) + (len("c") + len("blk")) + (len("blk") + len("nm"))
+    r = await c.post("/api/memory", json={**body, "blockName": "z" * 200}, headers=h)
+    refused(r, 413, "quota_exceeded")
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == used
+    got = (await c.get("/api/memory", params={"conversationId": "c"}, headers=h)).json()
+    assert got["memories"][0]["blockName"] == "nm" and got["memories"][0]["messageCount"] == 1
+
+
+async def test_memory_ids_are_charged_when_a_memory_is_created(api: Api) -> None:
+    c = api.client
+    conv, block = "c" * 256, "\U0001f600" * 256  # 256 + 1024 bytes of ids, 5 of message
+    h = await api.workspace("ids", quota=1000)
+    r = await c.post(
+        "/api/memory",
+        json={"conversationId": conv, "blockId": block, "role": "user", "content": "x"},
+        headers=h,
+    )
+    refused(r, 413, "quota_exceeded")
+    assert (await c.get("/api/memory/all", headers=h)).json()["memories"] == []
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == 0
+    h = await api.workspace("ids2", quota=2000)
+    await add(c, h, conversationId=conv, blockId=block, role="user", content="x")
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == 256 + 1024 + 5
+    await add(c, h, conversationId=conv, blockId=block, role="user", content="y")  # ids once
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == 256 + 1024 + 10
+    r = await c.delete("/api/memory", params={"conversationId": conv}, headers=h)
+    assert r.json()["freedBytes"] == 256 + 1024 + 10
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == 0
+
+
+async def test_idempotency_records_are_capped_per_workspace(database_url: str) -> None:
+    from tests.conftest import make_api
+
+    api, _ = await make_api(database_url, max_idempotency_keys=3, idempotency_ttl_seconds=60)
+    async with api.client:
+        c = api.client
+        h = await api.workspace("idem")
+        other = await api.workspace("other")
+        body = {"conversationId": "c", "role": "user", "content": "x"}
+
+        async def post(headers: dict, key: str):  # noqa: ANN202
+            return await c.post(
+                "/api/memory", json=body, headers={**headers, "Idempotency-Key": key}
+            )
+
+        for i in range(3):
+            assert (await post(h, f"k{i}")).status_code == 200
+        r = await post(h, "k3")
+        refused(r, 429, "idempotency_keys_exhausted")
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert (await post(h, "k1")).json()["replayed"] is True  # known keys still replay
+        assert (await post(other, "k3")).status_code == 200  # per workspace
+        got = (await c.get("/api/memory", params={"conversationId": "c"}, headers=h)).json()
+        assert got["memories"][0]["messageCount"] == 3
+        api.clock.advance(61)  # the oldest have expired: room again
+        assert (await post(h, "k3")).json()["replayed"] is False

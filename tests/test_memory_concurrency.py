@@ -17,7 +17,15 @@ from memory_service.settings import Settings
 from memory_service.storage.memory_tables import memory_idempotency_t
 from memory_service.storage.migrations import upgrade
 from tests.conftest import ADMIN_TOKEN, Api, FakeClock
-from tests.support.memory_api import add, get, message_size, messages_of, recount, walk
+from tests.support.memory_api import (
+    add,
+    get,
+    ids_size,
+    message_size,
+    messages_of,
+    recount,
+    walk,
+)
 from tests.support.replicas import Call, fire, replicas
 from tests.support.server import create_workspace
 
@@ -45,7 +53,7 @@ async def test_retried_add_with_the_same_key_appends_once(api: Api) -> None:
     assert [s[2] for s in stored] == ["q", "q", "q", "later"]
     assert (await api.client.get("/api/usage", headers=h)).json()["used"] == 3 * message_size(
         "user", "q"
-    ) + message_size("assistant", "later")
+    ) + message_size("assistant", "later") + ids_size("c")
 
     # The same key with another request is refused, not replayed, and changes nothing.
     r = await _add_raw(api, h, "key-1", conversationId="c", role="user", content="other")
@@ -228,5 +236,10 @@ async def test_no_lost_append_from_many_processes(database_url: str, tmp_path) -
     assert Counter(s[2] for s in stored) == Counter(contents)
     assert [s[2] for s in await messages_of(database_url, "shared", "idem")] == ["once"]
     counts = await recount(database_url, "load")
-    expected = sum(message_size("user", t) for t in contents) + message_size("user", "once")
+    expected = (
+        sum(message_size("user", t) for t in contents)
+        + message_size("user", "once")
+        + ids_size("shared", "b:1")
+        + ids_size("shared", "idem")
+    )
     assert counts["used"] == counts["memory"] == counts["memory_rows"] == expected

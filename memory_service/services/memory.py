@@ -23,7 +23,7 @@ from ..storage.database import Database
 from ..storage.memory import Filter
 from ..storage.memory_tables import ID_LENGTH
 from .cursors import Cursors, invalid_cursor
-from .errors import BadRequest, Conflict, NotFound, TooLarge
+from .errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
 from .kv import charge
 from .metrics import Metrics
 
@@ -152,6 +152,7 @@ class AddRequest:
     keep_system: bool
     now: int
     idempotency_cutoff: int  # records created at or before this have expired
+    max_idempotency_keys: int = 10_000  # records a workspace may hold (expired ones swept)
 
 
 def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
@@ -164,11 +165,16 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
             if record.created_at > req.idempotency_cutoff:
                 return _replay(conn, req, record), True
             sql.forget_idempotency(conn, ws, req.idempotency_key)
+        _make_room_for_idempotency(conn, req)
     stored = [(role, raw, size) for role, _text, raw, size in req.messages]
     charge(conn, account, sum(m[2] for m in stored), req.now)  # refuses before anything is stored
     appended = sql.append(conn, ws, req.conversation_id, req.block_id, stored, req.now)
+    if appended.created:  # a new memory's ids are charged too (a failure rolls it all back)
+        charge(conn, account, sql.id_bytes(req.conversation_id, req.block_id), req.now)
     name = appended.block_name
     if req.block_name is not None and req.block_name != name:
+        delta = sql.name_bytes(req.block_id, req.block_name) - sql.name_bytes(req.block_id, name)
+        charge(conn, account, delta, req.now)
         sql.set_block_name(conn, ws, req.block_id, req.block_name, req.now)
         name = req.block_name
     if req.idempotency_key is not None:
@@ -197,6 +203,27 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
     )
     _extend(conn, memory, first, first + len(data), req.last_n, req.keep_system)
     return memory, False
+
+
+def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
+    """A workspace remembers at most `max_idempotency_keys` Idempotency-Keys (each one is a row
+    kept for the TTL): expired ones go first; with none expired, the add is refused (429) until
+    the oldest one expires, rather than kept outside any bound."""
+    limit = req.max_idempotency_keys
+    ws = req.workspace_id
+    if sql.count_idempotency(conn, ws, limit) < limit:
+        return
+    sql.sweep_workspace_idempotency(conn, ws, req.idempotency_cutoff)
+    if sql.count_idempotency(conn, ws, limit) < limit:
+        return
+    oldest = sql.oldest_idempotency(conn, ws) or req.now
+    wait = max(1, -(-(oldest - req.idempotency_cutoff) // 1000))
+    raise RateLimited(
+        f"this workspace already holds {limit} idempotency keys (MEMORY_MAX_IDEMPOTENCY_KEYS); "
+        f"retry in {wait} s, when the oldest expires, or add without Idempotency-Key",
+        code="idempotency_keys_exhausted",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _replay(conn: Connection, req: AddRequest, record: Row) -> MemoryOut:
@@ -346,10 +373,13 @@ def count_txn(conn: Connection, workspace_id: int, flt: Filter) -> tuple[int, in
 def set_block_txn(
     conn: Connection, workspace_id: int, block_id: str, name: str | None, now: int
 ) -> None:
-    # Names are not charged to the quota (like the memory rows themselves, only message bytes
-    # are); the lock orders a rename with the adds that may name the block too.
-    kv_sql.lock_account(conn, workspace_id)
+    # A registry entry is charged to the quota (block id + name, as a KV entry's key + value);
+    # the lock orders a rename with the adds that may name the block too.
+    account = kv_sql.lock_account(conn, workspace_id)
+    old = sql.block_name(conn, workspace_id, block_id)
+    charge(conn, account, sql.name_bytes(block_id, name) - sql.name_bytes(block_id, old), now)
     sql.set_block_name(conn, workspace_id, block_id, name, now)
+    kv_sql.save_account(conn, account)
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -520,6 +550,7 @@ class MemoryService:
             keep_system=keep_system,
             now=now,
             idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
+            max_idempotency_keys=self.settings.max_idempotency_keys,
         )
         memory, replayed = await self.db.write(add_txn, req)
         await self._seal_data_cursors(workspace_id, [memory])

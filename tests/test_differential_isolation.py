@@ -457,6 +457,6 @@ async def test_differential_isolation(three_worlds: list[Api]) -> None:
             apart = await snapshot(actors[(alone, who)])
             assert together == apart, f"seed {SEED}, program {n}: {who.upper()}'s data differs"
     print(
-        f"differential isolation: {PROGRAMS} programs, {steps_run} steps compared (each run alone and together), seed {SEED}, "
-        f"statuses {dict(sorted(statuses.items()))}"
+        f"differential isolation: {PROGRAMS} programs, {steps_run} steps compared (each run "
+        f"alone and together), seed {SEED}, statuses {dict(sorted(statuses.items()))}"
     )

@@ -140,6 +140,16 @@ class AnyTypeOperation(Operation):
         ]
 
 
+@dataclass
+class HeadOperation(Operation):
+    """kvExists answers GET's headers without a body: its 200 has no content to declare."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = None
+
+
 class KvController(Controller):
     path = "/api"
     tags = ["kv"]
@@ -229,6 +239,7 @@ class KvController(Controller):
         "/kv/{key:path}",
         operation_id="kvExists",
         summary="Whether a key exists (200 or 404); the headers of a GET, without the body",
+        operation_class=HeadOperation,
     )
     async def exists(
         self,

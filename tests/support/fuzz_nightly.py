@@ -62,10 +62,12 @@ def main() -> int:
                 headers=h,
             )
             failed = False
-            for label, header, paths in (
-                ("workspace API", f"Authorization: Bearer {key}", ("--exclude-path-regex", "^/admin")),
-                ("admin API", f"Authorization: Bearer {ADMIN_TOKEN}", ("--include-path-regex", "^/admin")),
-            ):  # fmt: skip
+            runs = (
+                ("workspace API", key, ("--exclude-path-regex", "^/admin")),
+                ("admin API", ADMIN_TOKEN, ("--include-path-regex", "^/admin")),
+            )
+            for label, token, paths in runs:
+                header = f"Authorization: Bearer {token}"
                 print(f"--- schemathesis: {label}, {args.examples} examples per operation")
                 cmd = [
                     sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi.yaml"),

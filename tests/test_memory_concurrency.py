@@ -134,11 +134,17 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
         )
         existing.add(m["key"])
 
-    async def writer() -> int:
+    events: list[str] = []  # "page" and "insert", in the order they completed
+
+    async def writer() -> list[str]:
         # New memories (ids after every existing one) and appends to existing ones, while the
         # walk goes on; a fixed amount, so that the walk ends whoever is faster.
+        created = []
         for n in range(60):
-            await add(c, h, conversationId=f"new-{n}", role="user", content="y")
+            m = await add(c, h, conversationId=f"new-{n}", role="user", content="y")
+            if m["messageCount"] == 1:  # this add created the memory
+                created.append(m["key"])
+            events.append("insert")
             await add(
                 c,
                 h,
@@ -148,13 +154,14 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
                 content="z",
             )
             await asyncio.sleep(0)
-        return 60
+        return created
 
     async def walker() -> list[str]:
         seen, cursor = [], None
         while True:
             params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
             page = await get(c, h, "/api/memory/all", **params)
+            events.append("page")
             seen += [m["key"] for m in page["memories"]]
             cursor = page["nextCursor"]
             await asyncio.sleep(0)
@@ -165,7 +172,14 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
     counts = Counter(seen)
     assert all(counts[k] == 1 for k in existing), {k: counts[k] for k in existing if counts[k] != 1}
     assert all(n == 1 for n in counts.values())
-    assert written == 60
+    # The writer really created its 60 memories, and they are all there now.
+    assert sorted(written) == sorted(f"new-{n}:default" for n in range(60))
+    everything = {m["key"] for m in await walk(c, h)}
+    assert everything == existing | set(written)
+    # The walk and the inserts overlapped: inserts completed between the walk's first and last
+    # pages (otherwise this test would prove nothing about walking during inserts).
+    first, last = events.index("page"), len(events) - 1 - events[::-1].index("page")
+    assert "insert" in events[first:last], events
     # Filtered walks too.
     keys = [m["key"] for m in await walk(c, h, "/api/memory", blockId="b1", limit=2)]
     assert sorted(keys) == sorted(k for k in existing if k.endswith(":b1"))

@@ -69,6 +69,11 @@ def handle_service_error(request: Request, exc: ServiceError) -> Response:
 
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
+    if status >= 500 and exc.detail == "client disconnected prematurely":
+        # Litestar's word (as a 500) for a client that left mid-body: nothing of the request was
+        # stored, nobody reads the answer, and it is no fault of the server's.
+        log.info("client left before its body arrived on %s %s", request.method, request.url.path)
+        return envelope(400, "request body incomplete: the client disconnected", "bad_request")
     if status >= 500:
         log.error("server error on %s %s: %s", request.method, request.url.path, exc.detail)
         return envelope(status, "internal server error", "internal_error")

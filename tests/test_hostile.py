@@ -781,3 +781,107 @@ async def test_idempotency_records_are_capped_per_workspace(database_url: str) -
         assert got["memories"][0]["messageCount"] == 3
         api.clock.advance(61)  # the oldest have expired: room again
         assert (await post(h, "k3")).json()["replayed"] is False
+
+
+# --- further probes a hostile client would try ---------------------------------------------------
+
+
+async def _raw(
+    api: Api, method: str, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> tuple[int, dict]:
+    """A request with exactly these bytes (headers too), through the app's ASGI interface."""
+    path, _, query = target.partition(b"?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path.decode("latin-1"),
+        "raw_path": path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"content-length", str(len(body)).encode()), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    sent: list[dict] = []
+    pending = [body]
+
+    async def receive() -> dict:
+        return {
+            "type": "http.request",
+            "body": pending.pop() if pending else b"",
+            "more_body": False,
+        }
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await api.client.app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(raw)
+
+
+JSON = (b"content-type", b"application/json")
+ADD = b'{"conversationId": "c", "role": "user", "content": "x"}'
+
+# (name, method, target, extra headers, body, expected status, expected code)
+PROBES = [
+    ("invalid UTF-8 bearer key", "GET", b"/api/usage", [(b"authorization", b"Bearer \xff\xfe")], b"", 401, "unauthorized"),
+    ("invalid UTF-8 X-API-Key", "GET", b"/api/usage", [(b"x-api-key", b"msk_\xff")], b"", 401, "unauthorized"),
+    ("invalid UTF-8 Content-Type", "PUT", b"/api/kv/k", [(b"content-type", b"text/\xff")], b"v", 400, "invalid_content_type"),
+    ("CRLF-free but non-ASCII Content-Type", "PUT", b"/api/kv/k", [(b"content-type", b"text/pl\xc3\xa4in")], b"v", 400, "invalid_content_type"),
+    ("invalid UTF-8 Idempotency-Key", "POST", b"/api/memory", [JSON, (b"idempotency-key", b"\xff\xfe")], ADD, 400, "invalid_id"),
+    ("10,000-char Idempotency-Key", "POST", b"/api/memory", [JSON, (b"idempotency-key", b"k" * 10_000)], ADD, 400, "invalid_id"),
+    ("invalid UTF-8 in a JSON string", "POST", b"/api/memory", [JSON], b'{"conversationId": "c\xff", "role": "user", "content": "x"}', 400, None),
+    ("lone surrogate escape in JSON", "POST", b"/api/memory", [JSON], b'{"conversationId": "c", "role": "user", "content": "\\ud800"}', 400, None),
+    ("NUL in an id", "POST", b"/api/memory", [JSON], b'{"conversationId": "c\\u0000", "role": "user", "content": "x"}', 400, "invalid_id"),
+    ("integer of 30 digits in JSON", "POST", b"/api/memory", [JSON], b'{"conversationId": "c", "role": "user", "content": "x", "lastN": 1000000000000000000000000000000}', 400, "invalid_last_n"),
+    ("float where an integer goes", "POST", b"/api/memory", [JSON], b'{"conversationId": "c", "role": "user", "content": "x", "lastN": 1.5}', 400, "invalid_request"),
+    ("limit of 29 digits", "GET", b"/api/kv?limit=99999999999999999999999999999", [], b"", 400, "invalid_limit"),
+    ("negative limit of 29 digits", "GET", b"/api/memory/all?limit=-99999999999999999999999999999", [], b"", 400, "invalid_limit"),
+    ("lastN of 22 digits", "GET", b"/api/memory?conversationId=c&lastN=9999999999999999999999", [], b"", 400, "invalid_last_n"),
+    ("ttl=1e400 (infinity)", "PUT", b"/api/kv/k?ttl=1e400", [], b"v", 400, "invalid_request"),
+    ("ttl=nan", "PUT", b"/api/kv/k?ttl=nan", [], b"v", 400, "invalid_ttl"),
+    ("ttl of 30 digits", "PUT", b"/api/kv/k?ttl=999999999999999999999999999999", [], b"v", 400, "invalid_ttl"),
+    ("keepSystem=maybe", "GET", b"/api/memory?conversationId=c&keepSystem=maybe", [], b"", 400, "invalid_request"),
+    ("tool limit 1e30", "POST", b"/api/tools/storage_list/invoke", [JSON], b'{"parameters": {"limit": 1000000000000000000000000000000}}', 400, "invalid_limit"),
+    ("tool limit of 5,000 digits as a string", "POST", b"/api/tools/storage_list/invoke", [JSON], b'{"parameters": {"limit": "' + b"9" * 5000 + b'"}}', 400, "invalid_parameter"),
+    ("tool ttl 1e400", "POST", b"/api/tools/storage_set/invoke", [JSON], b'{"parameters": {"key": "k", "value": "v", "ttl": 1e400}}', 400, "invalid_request"),
+    ("If-Match of 5,000 digits", "DELETE", b"/api/kv/k", [(b"if-match", b"9" * 5000)], b"", 400, "invalid_precondition"),
+    ("If-None-Match of 100 KB (under the head limit)", "GET", b"/api/kv/k", [(b"if-none-match", b'"1", ' * 16_000)], b"", 400, "invalid_precondition"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "target", "headers", "body", "status", "code"),
+    PROBES,
+    ids=[p[0] for p in PROBES],
+)
+async def test_hostile_probe(
+    api: Api,
+    name: str,
+    method: str,
+    target: bytes,
+    headers: list,
+    body: bytes,
+    status: int,
+    code: str | None,
+) -> None:
+    h = await api.workspace("w")
+    auth = [(b"authorization", h["Authorization"].encode())]
+    if any(k in (b"authorization", b"x-api-key") for k, _ in headers):
+        auth = []
+    assert (await api.client.put(kv("k"), content=b"old", headers=h)).status_code == 201
+    got_status, got = await _raw(api, method, target, [*auth, *headers], body)
+    assert got_status == status, (name, got_status, got)
+    assert got["success"] is False, got
+    if code is not None:
+        assert got["code"] == code, got
+    # Nothing changed.
+    r = await api.client.get(kv("k"), headers=h)
+    assert r.content == b"old"
+    assert (await api.client.get("/api/memory/all", headers=h)).json()["memories"] == []

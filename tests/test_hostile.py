@@ -1053,3 +1053,44 @@ async def test_hostile_probe(
     r = await api.client.get(kv("k"), headers=h)
     assert r.content == b"old"
     assert (await api.client.get("/api/memory/all", headers=h)).json()["memories"] == []
+
+
+async def test_an_unreachable_postgresql_is_a_503_not_a_500(tmp_path) -> None:  # noqa: ANN001
+    """Nothing listens where the database should be (a real refused connection): requests are
+    answered 503 at once, /ready says 503, nothing is a 500."""
+    import asyncio
+
+    from litestar.testing import AsyncTestClient
+
+    from memory_service.app import create_app
+    from memory_service.settings import Settings
+    from tests.support.server import free_port
+
+    url = f"postgresql+asyncpg://memory@127.0.0.1:{free_port()}/gone"
+    settings = Settings(database_url=url, cursor_secret="s" * 40, sweep_interval_seconds=0)
+    async with AsyncTestClient(create_app(settings)) as c:
+        h = {"Authorization": "Bearer msk_" + "a" * 43}
+        for method, path, body in (
+            ("GET", "/api/usage", None),
+            ("PUT", "/api/kv/k", b"v"),
+            ("POST", "/api/memory", b'{"conversationId": "c", "role": "user", "content": "x"}'),
+        ):
+            r = await asyncio.wait_for(c.request(method, path, content=body, headers=h), 60)
+            refused(r, 503, "unavailable")
+        refused(await c.get("/ready"), 503, "not_ready")
+
+
+async def test_cursor_length_does_not_tell_the_size_of_ids(api: Api) -> None:
+    """Memory ids are server-wide: a cursor's length must not grow with them (msgpack would
+    spend 1, 3, 5 or 9 bytes on an id), so every memory-list cursor has one length."""
+    h = await api.workspace("w")
+    for i in range(140):  # ids past 127 and 255 (one and two bytes)
+        await add(api.client, h, conversationId=f"c{i}", role="user", content="x")
+    lengths, cursor = set(), None
+    while True:
+        params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+        page = (await api.client.get("/api/memory/all", params=params, headers=h)).json()
+        if not (cursor := page["nextCursor"]):
+            break
+        lengths.add(len(cursor))
+    assert len(lengths) == 1, lengths

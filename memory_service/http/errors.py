@@ -105,7 +105,7 @@ def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:
 def handle_storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
     # Answered at once (never a request left hanging); /ready says 503 too, so a balancer
     # takes this process out of rotation.
-    log.error("write refused on %s %s: %s", request.method, request.url.path, exc)
+    log.error("request refused on %s %s: %s", request.method, request.url.path, exc)
     return envelope(503, "the service cannot store data right now; retry later", "unavailable")
 
 

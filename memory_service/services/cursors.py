@@ -29,6 +29,9 @@ from ..storage.database import Database
 from .errors import BadRequest
 
 NONCE_BYTES = 12
+# Plaintexts are padded to a multiple of this: a cursor's length must not tell how large the
+# (server-wide) memory id inside is, nor how long a key is, within a bucket.
+PAD_TO = 64
 MAX_CURSOR_CHARS = 2048  # far above any cursor issued (a block id of 256 characters included)
 _KDF_LABEL = b"memory-service cursor key v1\x00"
 
@@ -70,7 +73,11 @@ class Cursors:
 
     def seal(self, kind: str, workspace_id: int, payload: Any) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        plain = msgspec.msgpack.encode([int(time.time()), payload])
+        issued = int(time.time())
+        bare = len(msgspec.msgpack.encode([issued, payload, b""]))
+        # (A bin of under 256 bytes has a 2-byte header whatever its length: the padding adds
+        # exactly its own size.)
+        plain = msgspec.msgpack.encode([issued, payload, bytes(-bare % PAD_TO)])
         sealed = self._box().encrypt(nonce, plain, self._aad(kind, workspace_id))
         return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
@@ -88,7 +95,7 @@ class Cursors:
             plain = self._box().decrypt(
                 raw[:NONCE_BYTES], raw[NONCE_BYTES:], self._aad(kind, workspace_id)
             )
-            issued, payload = msgspec.msgpack.decode(plain)
+            issued, payload, _padding = msgspec.msgpack.decode(plain)
         except (InvalidTag, msgspec.DecodeError, ValueError, TypeError) as exc:
             # Not sealed by this service, for this listing and this workspace.
             raise invalid_cursor() from exc

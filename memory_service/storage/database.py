@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..settings import Settings
@@ -206,6 +206,13 @@ def _each_in_a_savepoint(conn: FastConnection, batch: list) -> list[tuple[bool, 
     return outcomes
 
 
+def _raise_if_unreachable(exc: Exception) -> None:
+    """PostgreSQL that cannot be reached (refused, reset, timed out, a connection that died) is
+    a 503 for the request at hand, not a 500: the request was fine, the service is not."""
+    if isinstance(exc, OSError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        raise StorageUnavailable(f"the database cannot be reached ({type(exc).__name__})") from exc
+
+
 def _call_back(by_loop: dict[asyncio.AbstractEventLoop, list]) -> None:
     for loop, settled in by_loop.items():
         try:
@@ -272,8 +279,12 @@ class Database:
             if self._writer is None:
                 self._writer = _GroupCommitWriter(self._write_engine)
             return await self._writer.submit(fn, args)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(fn, *args)
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
 
     async def read(self, fn: Txn[T], *args: Any, inline: bool = False) -> T:
         """Run `fn(conn, *args)` in a read transaction (one consistent snapshot).
@@ -290,8 +301,12 @@ class Database:
                     pass  # busy (locked, WAL recovery): wait for it in a reader thread instead
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_pool, self._read_sync, fn, args)
-        async with self.engine.connect() as conn, conn.begin():
-            return await conn.run_sync(fn, *args)
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
 
     def _inline_read(self, fn: Txn[T], args: tuple) -> T:
         if self._inline_conn is None:

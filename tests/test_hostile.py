@@ -686,10 +686,17 @@ async def _raw_get_from(api: Api, target: bytes, headers: dict, address: str) ->
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await api.client.app(scope, receive, send)
+    _call_app(api, scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, json.loads(body)
+
+
+def _call_app(api: Api, scope: dict, receive, send) -> None:  # noqa: ANN001
+    """Run the app on the test client's own event loop (its portal), where its database
+    connections live, exactly as the client's transport does."""
+    with api.client.portal() as portal:
+        portal.call(api.client.app, scope, receive, send)
 
 
 # --- finding 7: every byte a workspace can make the service keep is charged or capped -----------
@@ -819,7 +826,7 @@ async def _raw(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await api.client.app(scope, receive, send)
+    _call_app(api, scope, receive, send)
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return status, json.loads(raw)

@@ -16,6 +16,7 @@ from . import __version__
 from .http.admin import AdminController
 from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
+from .http.guards import QueryGuard
 from .http.kv import KvController
 from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
@@ -109,6 +110,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await services.cursors.load()  # the replicas' shared cursor key, read once
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = asyncio.create_task(_sweeper(services))
@@ -150,5 +152,5 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    app.asgi_handler = ObserveMiddleware(app.asgi_handler, services.metrics, access)
+    app.asgi_handler = ObserveMiddleware(QueryGuard(app.asgi_handler), services.metrics, access)
     return app

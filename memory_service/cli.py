@@ -32,10 +32,12 @@ url_option = click.option(
 
 
 def _settings(database_url: str | None, **overrides: object) -> Settings:
-    settings = Settings.from_env()
     if database_url:
         overrides["database_url"] = database_url
-    return Settings.from_env(**overrides) if overrides else settings
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:  # a setting that cannot work: say which, and do not start
+        raise click.ClickException(str(exc)) from exc
 
 
 def _with_workspaces(settings: Settings, fn: Callable[[WorkspaceService], Awaitable[T]]) -> T:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 MiB = 1024 * 1024
+# The admin token and a cursor secret guard everything: long enough that guessing is hopeless.
+MIN_SECRET_CHARS = 32
 
 
 def default_data_dir() -> Path:
@@ -76,6 +78,8 @@ class Settings:
     max_response_messages: int = 10_000
     # How long an add remembers its Idempotency-Key (a retry within it appends nothing).
     idempotency_ttl_seconds: float = 24 * 3600.0
+    # How many Idempotency-Keys one workspace may have remembered at once (rows kept for the TTL).
+    max_idempotency_keys: int = 10_000
     # How long a replica may keep trusting an API key it has already checked; a revoked key stops
     # working on every replica within this many seconds.
     auth_cache_seconds: float = 5.0
@@ -97,6 +101,32 @@ class Settings:
     # The service's absolute URL as clients reach it (behind a proxy); the served OpenAPI
     # document names it in `servers`. Unset: the origin each request reached.
     public_url: str | None = None
+    # Cursors are sealed with the database's secret (migration 0003) unless this is set; every
+    # replica must then have the same value. A cursor older than the lifetime is refused.
+    cursor_secret: str | None = None
+    cursor_ttl_seconds: float = 7 * 24 * 3600.0
+    # Failed credentials (unknown API keys, wrong admin tokens) per client address: a bucket of
+    # this many, refilled at this rate per second; when empty, such requests get 429 at once.
+    auth_failure_burst: int = 30
+    auth_failure_rate: float = 1.0
+    # How long an unknown API key is remembered as unknown (no database lookup meanwhile).
+    auth_negative_cache_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name, value in (
+            ("MEMORY_ADMIN_TOKEN", self.admin_token),
+            ("MEMORY_CURSOR_SECRET", self.cursor_secret),
+        ):
+            if value is not None and len(value) < MIN_SECRET_CHARS:
+                raise ValueError(
+                    f"{name} must be at least {MIN_SECRET_CHARS} characters (it has "
+                    f"{len(value)}): generate one with "
+                    "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+        if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
+            raise ValueError(
+                "MEMORY_AUTH_FAILURE_BURST must be at least 1 and MEMORY_AUTH_FAILURE_RATE above 0"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -116,6 +146,7 @@ class Settings:
             max_batch_messages=_int(env, "MEMORY_MAX_BATCH_MESSAGES", 1000),
             max_response_messages=_int(env, "MEMORY_MAX_RESPONSE_MESSAGES", 10_000),
             idempotency_ttl_seconds=_float(env, "MEMORY_IDEMPOTENCY_TTL_SECONDS", 24 * 3600.0),
+            max_idempotency_keys=_int(env, "MEMORY_MAX_IDEMPOTENCY_KEYS", 10_000),
             auth_cache_seconds=_float(env, "MEMORY_AUTH_CACHE_SECONDS", 5.0),
             sweep_interval_seconds=_float(env, "MEMORY_SWEEP_INTERVAL_SECONDS", 30.0),
             sqlite_synchronous=env.get("MEMORY_SQLITE_SYNCHRONOUS", "NORMAL").upper(),
@@ -127,6 +158,11 @@ class Settings:
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
             rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),
             public_url=_public_url(env),
+            cursor_secret=env.get("MEMORY_CURSOR_SECRET") or None,
+            cursor_ttl_seconds=_float(env, "MEMORY_CURSOR_TTL_SECONDS", 7 * 24 * 3600.0),
+            auth_failure_burst=_int(env, "MEMORY_AUTH_FAILURE_BURST", 30),
+            auth_failure_rate=_float(env, "MEMORY_AUTH_FAILURE_RATE", 1.0),
+            auth_negative_cache_seconds=_float(env, "MEMORY_AUTH_NEGATIVE_CACHE_SECONDS", 2.0),
         )
         return replace(settings, **overrides) if overrides else settings
 

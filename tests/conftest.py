@@ -17,7 +17,7 @@ from memory_service.settings import Settings, sqlite_url
 from memory_service.storage.migrations import upgrade
 from tests.support.pgserver import PgServer, pg_wanted
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "memory-service-test-admin-token-0123456789"
 _db_counter = itertools.count()
 
 
@@ -85,7 +85,7 @@ async def stored_bytes(database_url: str, workspace: str) -> int:
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from memory_service.storage.memory_tables import memory_message_t, memory_t
+    from memory_service.storage.memory_tables import memory_block_t, memory_message_t, memory_t
     from memory_service.storage.tables import kv_entry_t, workspace_t
 
     engine = create_async_engine(database_url)
@@ -103,7 +103,19 @@ async def stored_bytes(database_url: str, workspace: str) -> int:
                 .select_from(memory_message_t.join(memory_t))
                 .where(memory_t.c.workspace_id == ws)
             )
-            return int(kv.scalar_one()) + int(messages.scalar_one())
+            # And the memories' ids and the block registry's names, charged like KV keys.
+            ids = await conn.execute(
+                select(memory_t.c.conversation_id, memory_t.c.block_id).where(
+                    memory_t.c.workspace_id == ws
+                )
+            )
+            names = await conn.execute(
+                select(memory_block_t.c.block_id, memory_block_t.c.name).where(
+                    memory_block_t.c.workspace_id == ws
+                )
+            )
+            other = sum(len(a.encode()) + len(b.encode()) for a, b in [*ids, *names])
+            return int(kv.scalar_one()) + int(messages.scalar_one()) + other
     finally:
         await engine.dispose()
 

@@ -217,7 +217,20 @@ CASES: list[Case] = [
             content=b"new",
             mentions="If-Match",
         )
-        for i, bad in enumerate(["abc", '"1', "", 'W/"x"', '"1", *', '"-1"', '"1.0"', "1"])
+        for i, bad in enumerate(["abc", '"1', "", '"1", *', "1", '"a"b"', 'W/ "1"'])
+    ],
+    # Well-formed entity tags that are not the current one (weak ones never match If-Match).
+    *[
+        Case(
+            f"if-match-other-{i}",
+            "PUT",
+            "/api/kv/base",
+            412,
+            "precondition_failed",
+            headers={"If-Match": other},
+            content=b"new",
+        )
+        for i, other in enumerate(['W/"x"', '"-1"', '"1.0"', '"some-other-tag"'])
     ],
     Case(
         "if-match-delete",
@@ -281,7 +294,7 @@ CASES: list[Case] = [
             content=b"new",
             mentions="If-None-Match",
         )
-        for i, bad in enumerate(['"1"', "", "**", 'W/"1"'])
+        for i, bad in enumerate(["", "**", "1", '"1'])
     ],
     # --- ttl ----------------------------------------------------------------------------------
     *[

@@ -14,7 +14,9 @@ from tests.support.memory_api import (
     add,
     assert_envelope,
     get,
+    ids_size,
     message_size,
+    name_size,
     pairs,
     recount,
     walk,
@@ -82,7 +84,10 @@ async def test_four_operations_exact_shapes(api: Api) -> None:
         "success": True,
         "message": "Deleted 1 memory",
         "deletedCount": 1,
-        "freedBytes": message_size("user", "hello") + message_size("assistant", "hi!"),
+        # The messages and the memory's ids (charged when it was created).
+        "freedBytes": message_size("user", "hello")
+        + message_size("assistant", "hi!")
+        + ids_size("user-123", "default"),
         "dryRun": False,
     }
     assert (await get(c, h, conversationId="user-123"))["memories"] == []
@@ -166,7 +171,8 @@ async def test_get_every_filter_combination(api: Api) -> None:
 
 async def test_delete_every_filter_combination(api: Api) -> None:
     c = api.client
-    size = {p: message_size("user", f"{p[0]}/{p[1]}") for p in DATA}
+    size = {p: message_size("user", f"{p[0]}/{p[1]}") + ids_size(*p) for p in DATA}
+    registry = sum(name_size(b, n) for b, n in NAMES.items())  # not freed by deleting memories
     for i, (label, flt) in enumerate(FILTERS):
         h = await api.workspace(f"d{i}")
         await populate(c, h)
@@ -191,7 +197,7 @@ async def test_delete_every_filter_combination(api: Api) -> None:
         left = pairs(await walk(c, h))
         assert left == sorted(p for p in DATA if p not in expected), label
         usage = (await c.get("/api/usage", headers=h)).json()
-        assert usage["used"] == sum(size.values()) - freed, label
+        assert usage["used"] == sum(size.values()) - freed + registry, label
         # Deleted memories are never returned again, by any read.
         for p in expected:
             got = await get(c, h, conversationId=p[0], blockId=p[1])
@@ -396,7 +402,9 @@ async def test_delete_is_immediate_and_the_conversation_can_start_again(api: Api
         "/api/memory/messages", params={"conversationId": "c", "cursor": old_cursor}, headers=h
     )
     assert assert_envelope(r, 409)["code"] == "stale_cursor"
-    assert (await c.get("/api/usage", headers=h)).json()["used"] == message_size("user", "fresh")
+    assert (await c.get("/api/usage", headers=h)).json()["used"] == message_size(
+        "user", "fresh"
+    ) + ids_size("c")
     counts = await recount(api.settings.database_url, "a")
     assert counts["messages"] == 1 and counts["orphan_messages"] == 0
 
@@ -577,7 +585,8 @@ async def test_other_workspaces_see_nothing_count_nothing_delete_nothing(api: Ap
         params={"conversationId": "c", "blockId": "blk", "cursor": cursor},
         headers=b,
     )
-    assert r.status_code == 404
+    # (Sealed for A's workspace: refused before anything is looked up, as any foreign cursor.)
+    assert assert_envelope(r, 400)["code"] == "invalid_cursor"
     assert (await c.get("/api/memory/blocks", headers=b)).json()["blocks"] == []
     # B's registry and idempotency keys are B's own.
     await c.put("/api/memory/blocks/blk", json={"name": "B's"}, headers=b)
@@ -588,7 +597,9 @@ async def test_other_workspaces_see_nothing_count_nothing_delete_nothing(api: Ap
         headers={**b, "Idempotency-Key": "k1"},
     )
     assert r.json()["replayed"] is False
-    assert (await c.get("/api/usage", headers=b)).json()["used"] == message_size("user", "x")
+    assert (await c.get("/api/usage", headers=b)).json()["used"] == (
+        message_size("user", "x") + ids_size("idem") + name_size("blk", "B's")
+    )
     # A is untouched.
     assert (await c.get("/api/usage", headers=a)).json()["used"] == usage_a
     got = await get(c, a, conversationId="c")
@@ -608,8 +619,8 @@ async def test_memory_bytes_share_the_workspace_quota(api: Api) -> None:
     assert (await c.put("/api/kv/k", content=b"v" * 50, headers=h)).status_code == 201
     kv_bytes = len("k") + 50
     m = await add(c, h, conversationId="c", role="user", content="héllo")
-    mem = message_size("user", "héllo")
-    assert mem == 4 + 6
+    mem = message_size("user", "héllo") + ids_size("c")
+    assert mem == 4 + 6 + len("c") + len("default")
     usage = (await c.get("/api/usage", headers=h)).json()
     assert usage["used"] == kv_bytes + mem
     assert m["messageCount"] == 1
@@ -623,6 +634,13 @@ async def test_memory_bytes_share_the_workspace_quota(api: Api) -> None:
     r = await c.post(
         "/api/memory",
         json={"conversationId": "new", "role": "user", "content": "y" * room},
+        headers=h,
+    )
+    assert assert_envelope(r, 413)["code"] == "quota_exceeded"
+    # The messages would fit, the new memory's ids would not: refused whole too.
+    r = await c.post(
+        "/api/memory",
+        json={"conversationId": "new", "role": "user", "content": "y" * (room - 4)},
         headers=h,
     )
     assert assert_envelope(r, 413)["code"] == "quota_exceeded"
@@ -645,7 +663,7 @@ async def test_memory_bytes_share_the_workspace_quota(api: Api) -> None:
     assert (await c.get("/api/usage", headers=h)).json()["used"] == kv_bytes
     await add(c, h, conversationId="new", role="user", content="y" * 100)
     counts = await recount(api.settings.database_url, "q")
-    assert counts["used"] == counts["kv"] + counts["memory"] == kv_bytes + 104
+    assert counts["used"] == counts["kv"] + counts["memory"] == kv_bytes + 104 + ids_size("new")
     assert counts["orphan_messages"] == 0
     assert make_url(api.settings.database_url).get_backend_name() in ("sqlite", "postgresql")
 

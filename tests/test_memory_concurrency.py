@@ -17,7 +17,15 @@ from memory_service.settings import Settings
 from memory_service.storage.memory_tables import memory_idempotency_t
 from memory_service.storage.migrations import upgrade
 from tests.conftest import ADMIN_TOKEN, Api, FakeClock
-from tests.support.memory_api import add, get, message_size, messages_of, recount, walk
+from tests.support.memory_api import (
+    add,
+    get,
+    ids_size,
+    message_size,
+    messages_of,
+    recount,
+    walk,
+)
 from tests.support.replicas import Call, fire, replicas
 from tests.support.server import create_workspace
 
@@ -45,7 +53,7 @@ async def test_retried_add_with_the_same_key_appends_once(api: Api) -> None:
     assert [s[2] for s in stored] == ["q", "q", "q", "later"]
     assert (await api.client.get("/api/usage", headers=h)).json()["used"] == 3 * message_size(
         "user", "q"
-    ) + message_size("assistant", "later")
+    ) + message_size("assistant", "later") + ids_size("c")
 
     # The same key with another request is refused, not replayed, and changes nothing.
     r = await _add_raw(api, h, "key-1", conversationId="c", role="user", content="other")
@@ -126,11 +134,17 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
         )
         existing.add(m["key"])
 
-    async def writer() -> int:
+    events: list[str] = []  # "page" and "insert", in the order they completed
+
+    async def writer() -> list[str]:
         # New memories (ids after every existing one) and appends to existing ones, while the
         # walk goes on; a fixed amount, so that the walk ends whoever is faster.
+        created = []
         for n in range(60):
-            await add(c, h, conversationId=f"new-{n}", role="user", content="y")
+            m = await add(c, h, conversationId=f"new-{n}", role="user", content="y")
+            if m["messageCount"] == 1:  # this add created the memory
+                created.append(m["key"])
+            events.append("insert")
             await add(
                 c,
                 h,
@@ -140,13 +154,14 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
                 content="z",
             )
             await asyncio.sleep(0)
-        return 60
+        return created
 
     async def walker() -> list[str]:
         seen, cursor = [], None
         while True:
             params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
             page = await get(c, h, "/api/memory/all", **params)
+            events.append("page")
             seen += [m["key"] for m in page["memories"]]
             cursor = page["nextCursor"]
             await asyncio.sleep(0)
@@ -157,7 +172,14 @@ async def test_cursor_walk_sees_every_existing_memory_once_during_inserts(api: A
     counts = Counter(seen)
     assert all(counts[k] == 1 for k in existing), {k: counts[k] for k in existing if counts[k] != 1}
     assert all(n == 1 for n in counts.values())
-    assert written == 60
+    # The writer really created its 60 memories, and they are all there now.
+    assert sorted(written) == sorted(f"new-{n}:default" for n in range(60))
+    everything = {m["key"] for m in await walk(c, h)}
+    assert everything == existing | set(written)
+    # The walk and the inserts overlapped: inserts completed between the walk's first and last
+    # pages (otherwise this test would prove nothing about walking during inserts).
+    first, last = events.index("page"), len(events) - 1 - events[::-1].index("page")
+    assert "insert" in events[first:last], events
     # Filtered walks too.
     keys = [m["key"] for m in await walk(c, h, "/api/memory", blockId="b1", limit=2)]
     assert sorted(keys) == sorted(k for k in existing if k.endswith(":b1"))
@@ -228,5 +250,10 @@ async def test_no_lost_append_from_many_processes(database_url: str, tmp_path) -
     assert Counter(s[2] for s in stored) == Counter(contents)
     assert [s[2] for s in await messages_of(database_url, "shared", "idem")] == ["once"]
     counts = await recount(database_url, "load")
-    expected = sum(message_size("user", t) for t in contents) + message_size("user", "once")
+    expected = (
+        sum(message_size("user", t) for t in contents)
+        + message_size("user", "once")
+        + ids_size("shared", "b:1")
+        + ids_size("shared", "idem")
+    )
     assert counts["used"] == counts["memory"] == counts["memory_rows"] == expected

@@ -338,3 +338,23 @@ async def test_export_of_one_workspace_without_keys(tmp_path, exported) -> None:
     assert restored["api_key"] == []
     r = run_cli("backup", "export", str(path), "--workspace", "nobody", "--database-url", source)
     assert r.returncode == 1 and "'nobody' not found" in r.stderr
+
+
+async def test_a_content_type_http_cannot_carry_is_refused_on_import(tmp_path, exported) -> None:  # noqa: ANN001
+    """A backup file (checksum and all) naming a media type with CR/LF: refused like the KV API
+    refuses it, nothing imported (issue #9, finding 3: every path that stores one)."""
+    _, path = exported
+
+    def inject(records: list[dict]) -> list[dict]:
+        for r in records:
+            if r.get("type") == "kv":
+                r["content_type"] = "text/plain\r\nX-Injected: 1"
+                break
+        return records
+
+    bad = rewrite(path, inject, tmp_path)
+    target = sqlite_url(tmp_path / "target.db")
+    r = run_cli("backup", "import", str(bad), "--database-url", target)
+    assert r.returncode == 1
+    assert "content type must be a media type" in r.stderr
+    assert await dump(target) == await dump_empty(tmp_path)

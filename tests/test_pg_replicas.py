@@ -243,7 +243,11 @@ def test_concurrent_adds_near_the_quota_cannot_overshoot_it(fleet: Fleet) -> Non
     ]
     answers = fire(calls, processes=4)
     assert Counter(a.status for a in answers) == {200: 12, 413: 48}
-    assert fleet.usage(0, h) == 12 * per_message == recount(fleet, name)
+    # The messages, and the ids of each memory they created (charged once per memory).
+    memories = httpx.get(fleet.url(0, "/api/memory/all"), headers=h).json()["memories"]
+    ids = sum(len(m["conversationId"]) + len(m["blockId"]) for m in memories)
+    assert sum(m["messageCount"] for m in memories) == 12
+    assert fleet.usage(0, h) == 12 * per_message + ids == recount(fleet, name)
 
 
 def _status(url: str, headers: dict[str, str]) -> int:

@@ -123,11 +123,15 @@ class Bystander:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        time.sleep(0.2)  # at least a few requests after the bad client is done
+        # At least two whole requests after the bad client is done (bounded: a stuck server
+        # fails the test below instead of hanging it).
+        target, deadline = self.ok + 2, time.monotonic() + 30
+        while self.ok < target and not self.failures and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._stop.set()
         self._thread.join(30)
         assert not self.failures, self.failures[:5]
-        assert self.ok > 0
+        assert self.ok >= target
 
 
 def request_head(live: Live, method: str, path: str, **headers: object) -> str:
@@ -150,9 +154,10 @@ def test_truncated_bodies_store_nothing(live: Live) -> None:
             request_head(live, "PUT", "/api/kv/truncated2", Content_Length=5000), b"y" * 10
         )
         sock.shutdown(socket.SHUT_WR)
-        status, _ = read_response(sock)
+        status, answer = read_response(sock)
         sock.close()
-        assert status == 0 or 400 <= status < 500, status
+        # The request never arrived whole: the connection is closed without an answer.
+        assert (status, answer) == (0, b""), answer[:200]
         # A truncated JSON body on the memory API.
         body = json.dumps({"conversationId": "trunc", "role": "user", "content": "x" * 500})
         sock = live.raw(
@@ -177,7 +182,7 @@ def test_truncated_bodies_store_nothing(live: Live) -> None:
 def test_disconnect_in_the_middle_of_a_large_put_leaves_the_old_value(live: Live) -> None:
     old = b"old value " * 100
     r = httpx.put(f"{live.url}/api/kv/big", content=old, headers=live.auth)
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
     before = live.usage()
     with Bystander(live, "midbody"):
         for _ in range(3):
@@ -200,18 +205,19 @@ def test_disconnect_in_the_middle_of_a_large_put_leaves_the_old_value(live: Live
 
 
 @pytest.mark.parametrize(
-    ("content_type", "body"),
+    ("content_type", "body", "expected"),
     [
-        ("text/plain", '{"conversationId": "ct", "role": "user", "content": "hi"}'),
-        ("application/x-www-form-urlencoded", "conversationId=ct&role=user&content=hi"),
-        ("multipart/form-data; boundary=xyz", "--xyz\r\nnonsense\r\n--xyz--"),
-        ("application/json", "conversationId=ct&role=user&content=hi"),
-        ("application/json; charset=latin-1", '{"conversationId": "ct", "role": "user", '),
-        ("image/png", "\x89PNG\r\n\x1a\n"),
+        # A JSON body is read as JSON whatever the label says (the body decides, not the type).
+        ("text/plain", '{"conversationId": "ct", "role": "user", "content": "hi"}', 200),
+        ("application/x-www-form-urlencoded", "conversationId=ct&role=user&content=hi", 400),
+        ("multipart/form-data; boundary=xyz", "--xyz\r\nnonsense\r\n--xyz--", 400),
+        ("application/json", "conversationId=ct&role=user&content=hi", 400),
+        ("application/json; charset=latin-1", '{"conversationId": "ct", "role": "user", ', 400),
+        ("image/png", "\x89PNG\r\n\x1a\n", 400),
     ],
 )
 def test_wrong_content_type_is_refused_or_understood_never_half_done(
-    live: Live, content_type: str, body: str
+    live: Live, content_type: str, body: str, expected: int
 ) -> None:
     before = (live.get("/api/memory?conversationId=ct").json()["memories"], live.usage())
     r = httpx.post(
@@ -219,9 +225,9 @@ def test_wrong_content_type_is_refused_or_understood_never_half_done(
         content=body.encode("latin-1"),
         headers={**live.auth, "Content-Type": content_type},
     )
-    assert r.status_code < 500, r.text
+    assert r.status_code == expected, r.text
     after = live.get("/api/memory?conversationId=ct").json()["memories"]
-    if r.status_code >= 400:
+    if expected == 400:
         assert r.json()["success"] is False and r.json()["error"]
         assert (after, live.usage()) == before
     else:  # understood: exactly the one message, as sent
@@ -232,15 +238,17 @@ def test_wrong_content_type_is_refused_or_understood_never_half_done(
 
 def test_a_kv_value_is_stored_whatever_its_content_type(live: Live) -> None:
     """KV values are raw bytes: the Content-Type is kept as metadata, never parsed."""
-    for ctype, value in [
-        ("application/json", b"{not json"),
-        ("application/x-www-form-urlencoded", b"\x00\xff=&"),
-        ("multipart/form-data; boundary=q", b"--q--"),
-    ]:
+    for i, (ctype, value) in enumerate(
+        [
+            ("application/json", b"{not json"),
+            ("application/x-www-form-urlencoded", b"\x00\xff=&"),
+            ("multipart/form-data; boundary=q", b"--q--"),
+        ]
+    ):
         r = httpx.put(
             f"{live.url}/api/kv/typed", content=value, headers={**live.auth, "Content-Type": ctype}
         )
-        assert r.status_code in (200, 201), r.text
+        assert r.status_code == (201 if i == 0 else 200), r.text  # created, then replaced
         g = live.get("/api/kv/typed")
         assert g.content == value and g.headers["content-type"].startswith(ctype.split(";")[0])
 
@@ -293,7 +301,9 @@ def test_an_endless_header_is_cut_off(live: Live) -> None:
         status, _ = read_response(sock)
         sock.close()
     assert sent < 50_000_000, "the server kept reading a 50 MB header"
-    assert status in (0, 431)  # 0: reset before the client could read the 431
+    # The server half-closes after its answer and drops what still comes (a bounded linger), so
+    # the 431 arrives even though the client was still sending.
+    assert status == 431
     assert live.get("/api/kv/endless").status_code == 404
 
 
@@ -314,7 +324,7 @@ def test_a_head_that_never_ends_is_timed_out(live: Live) -> None:
         answer = read_response(sock, timeout=1)[1] if closed else b""
         sock.close()
     assert closed, "the server kept a never-ending head open"
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
 
 
 def test_slow_clients_do_not_hold_up_the_others(live: Live) -> None:
@@ -365,24 +375,29 @@ def test_slow_clients_that_give_up_leave_nothing(live: Live) -> None:
     assert live.usage() == before
 
 
-def test_garbage_on_the_wire_gets_a_4xx_or_a_closed_connection(live: Live) -> None:
+def test_garbage_on_the_wire_gets_a_4xx(live: Live) -> None:
     with Bystander(live, "garbage"):
-        for junk in [
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100,  # a TLS hello
-            b"GET / HTTP/9.9\r\n\r\n",
-            b"PUT /api/kv/x HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-            b"PUT /api/kv/x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            b"PUT /api/kv/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-            b"\r\n" * 1000 + b"GET /api/usage HTTP/1.1\r\nHost: x\r\n\r\n",  # 401: no key
+        for junk, expected in [
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100, 400),  # TLS hello
+            (b"GET / HTTP/9.9\r\n\r\n", 400),
+            (b"PUT /api/kv/x HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
+            (b"PUT /api/kv/x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+            (b"PUT /api/kv/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+            (b"\r\n" * 1000 + b"GET /api/usage HTTP/1.1\r\nHost: x\r\n\r\n", 401),  # no key
         ]:
             sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
             sock.sendall(junk)
             status, _ = read_response(sock, timeout=5)
             sock.close()
-            assert status == 0 or 400 <= status < 500, (junk[:40], status)
+            assert status == expected, (junk[:40], status)
 
 
-def test_log_has_no_tracebacks(live: Live) -> None:
-    """Everything above was answered without a stack trace in the server's log."""
-    log = live.server.log_text()
-    assert "Traceback" not in log, log[-3000:]
+@pytest.fixture(autouse=True)
+def _no_traceback_in_this_tests_log(live: Live) -> Iterator[None]:
+    """Each test, whatever ran before it, leaves no stack trace in the server's log: the check
+    reads the part of the log written while the test ran (anything logged late lands in the
+    next test's part, so it is still seen)."""
+    start = len(live.server.log_text())
+    yield
+    window = live.server.log_text()[start:]
+    assert "Traceback" not in window and '"level": "ERROR"' not in window, window[-3000:]

@@ -27,9 +27,16 @@ def bearer_or_api_key(request: ASGIConnection) -> str | None:
 WORKSPACE_SCOPE_KEY = "memory_service.workspace"
 
 
+def client_address(connection: ASGIConnection) -> str:
+    client = connection.scope.get("client")
+    return client[0] if client else "unknown"
+
+
 async def provide_principal(request: Request, state: State) -> Principal:
     services = state.services
-    principal = await services.workspaces.authenticate(bearer_or_api_key(request))
+    principal = await services.workspaces.authenticate(
+        bearer_or_api_key(request), client_address(request)
+    )
     request.scope[WORKSPACE_SCOPE_KEY] = principal.workspace  # type: ignore[literal-required]
     if services.limiter is not None:  # per workspace, refused before any database work
         services.limiter.check(principal.workspace_id)
@@ -45,4 +52,9 @@ async def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) ->
         )
     given = bearer_or_api_key(connection)
     if not given or not secrets.compare_digest(given.encode(), token.encode()):
+        failures = connection.app.state.services.workspaces.failures
+        address = client_address(connection)
+        if given:  # a wrong token, not a missing one: a guess, bounded like unknown API keys
+            failures.check(address)
+            failures.failed(address)
         raise Unauthorized("admin token missing or wrong", code="admin_unauthorized")

@@ -74,9 +74,12 @@ def error_statuses(method: str, operation: Operation, global_security: list) -> 
             statuses.add(409)
     if method in WITH_BODY:
         statuses.add(413)
-    if method != "get" and headers & {"if-match", "if-none-match"}:
+    # RFC 9110 13: If-Match fails with 412 on any method; If-None-Match is a 304 on a read and
+    # a 412 on a write.
+    reads = ("get", "head")
+    if "if-match" in headers or (method not in reads and "if-none-match" in headers):
         statuses.add(412)
-    if method == "get" and "if-none-match" in headers:
+    if method in reads and "if-none-match" in headers:
         statuses.add(304)
     return statuses
 

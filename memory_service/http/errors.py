@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from ..services.errors import ServiceError
+from ..storage.database import StorageUnavailable
 from ..storage.kv import WorkspaceGone
 
 log = logging.getLogger("memory_service.errors")
@@ -69,6 +70,11 @@ def handle_service_error(request: Request, exc: ServiceError) -> Response:
 
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
+    if status >= 500 and exc.detail == "client disconnected prematurely":
+        # Litestar's word (as a 500) for a client that left mid-body: nothing of the request was
+        # stored, nobody reads the answer, and it is no fault of the server's.
+        log.info("client left before its body arrived on %s %s", request.method, request.url.path)
+        return envelope(400, "request body incomplete: the client disconnected", "bad_request")
     if status >= 500:
         log.error("server error on %s %s: %s", request.method, request.url.path, exc.detail)
         return envelope(status, "internal server error", "internal_error")
@@ -97,11 +103,25 @@ def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:
     return envelope(401, "invalid or revoked API key (its workspace was deleted)", "unauthorized")
 
 
+def handle_storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
+    # Answered at once (never a request left hanging); /ready says 503 too, so a balancer
+    # takes this process out of rotation.
+    log.error("request refused on %s %s: %s", request.method, request.url.path, exc)
+    return envelope(503, "the service cannot store data right now; retry later", "unavailable")
+
+
 def handle_undecodable(request: Request, exc: UnicodeDecodeError) -> Response:
     # msgspec raises UnicodeDecodeError (not a DecodeError, which Litestar turns into a 400) for
     # invalid UTF-8 inside a JSON string; Litestar lets it through as a 500.
     log.info("undecodable request on %s %s: %s", request.method, request.url.path, exc)
     return envelope(400, "request body is not valid UTF-8 JSON", "invalid_request")
+
+
+def handle_too_deep(request: Request, exc: RecursionError) -> Response:
+    # JSON nested thousands deep exhausts the decoder's recursion (msgspec raises this for a
+    # body of any declared type): the client's doing, answered like any malformed body.
+    log.info("request nested too deeply on %s %s", request.method, request.url.path)
+    return envelope(400, "request body is nested too deeply", "invalid_request")
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
@@ -112,7 +132,9 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ServiceError: handle_service_error,
     WorkspaceGone: handle_workspace_gone,
+    StorageUnavailable: handle_storage_unavailable,
     HTTPException: handle_http_exception,
     UnicodeDecodeError: handle_undecodable,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

@@ -26,8 +26,10 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from litestar.response.base import ASGIResponse
 
 from ..clock import iso
+from ..services.conditions import Preconditions
 from ..services.errors import BadRequest
 from ..services.kv import KvService, etag
+from ..services.media_types import value_headers
 from ..services.workspaces import Principal
 from .auth import provide_principal
 from .schemas import Failure, KvDeleted, KvItem, KvList, KvWritten, Usage, count
@@ -51,6 +53,21 @@ def key_from_path(request: Request) -> str:
         raise BadRequest("key is not valid UTF-8", code="invalid_key") from exc
 
 
+def read_conditions(request: Request) -> Preconditions:
+    headers = request.headers
+    return Preconditions.parse(headers.get("if-match"), headers.get("if-none-match"))
+
+
+def value_response_headers(
+    version: int, content_type: str, expires_at: int | None
+) -> dict[str, str]:
+    """What GET and HEAD (and their 304s) of an entry answer besides the bytes."""
+    headers = {"ETag": etag(version), **value_headers(content_type)}
+    if expires_at is not None:
+        headers["X-Expires-At"] = iso(expires_at)
+    return headers
+
+
 def kv_of(request: Request) -> KvService:
     return request.app.state.services.kv
 
@@ -58,10 +75,20 @@ def kv_of(request: Request) -> KvService:
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
-        name="If-Match", required=False, description='Entity tag(s) "<version>", or *.'
+        name="If-Match",
+        required=False,
+        description='Entity tag(s) "<version>", or *: 412 unless one is the current '
+        "version (strong comparison: a weak tag never matches).",
     ),
 ]
-IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-None-Match",
+        required=False,
+        description="Entity tag(s) or *: on a write, 412 when one matches (weak comparison).",
+    ),
+]
 
 
 BYTES = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
@@ -107,9 +134,28 @@ class AnyTypeOperation(Operation):
                 param_in=ParamType.HEADER,
                 required=False,
                 schema=Schema(type=OpenAPIType.STRING),
-                description='Entity tag(s) "<version>": 304 when the entry is still at one.',
+                description='Entity tag(s) "<version>" or *: 304 when one matches the '
+                "current version (weak comparison).",
+            ),
+            OpenAPIParameter(
+                name="If-Match",
+                param_in=ParamType.HEADER,
+                required=False,
+                schema=Schema(type=OpenAPIType.STRING),
+                description='Entity tag(s) "<version>" or *: 412 unless one is the current '
+                "version (strong comparison).",
             ),
         ]
+
+
+@dataclass
+class HeadOperation(Operation):
+    """kvExists answers GET's headers without a body: its 200 has no content to declare."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = None
 
 
 class KvController(Controller):
@@ -191,17 +237,14 @@ class KvController(Controller):
         operation_class=AnyTypeOperation,
     )
     async def get_value(self, request: Request) -> ASGIResponse:
-        # The hottest read: the credential, the key and If-None-Match are taken from the request
-        # directly (and documented by AnyTypeOperation), since Litestar's dependency and
-        # parameter parsing cost about a fifth of the whole request.
+        # The hottest read: the credential, the key and the conditional headers are taken from
+        # the request directly (and documented by AnyTypeOperation), since Litestar's dependency
+        # and parameter parsing cost about a fifth of the whole request.
         principal = await provide_principal(request, request.app.state)
-        if_none_match = request.headers.get("if-none-match")
+        conditions = read_conditions(request)
         value = await kv_of(request).get(principal.workspace_id, key_from_path(request))
-        tag = etag(value.version)
-        headers = {"ETag": tag}
-        if value.expires_at is not None:
-            headers["X-Expires-At"] = iso(value.expires_at)
-        if if_none_match is not None and tag in {t.strip() for t in if_none_match.split(",")}:
+        headers = value_response_headers(value.version, value.content_type, value.expires_at)
+        if not conditions.empty and not conditions.evaluate(value.version):
             return ASGIResponse(body=b"", status_code=304, headers=headers)
         # The stored type exactly: as media_type alone, Litestar appends "; charset=utf-8" to
         # every text/* type, even one that already names its charset.
@@ -209,16 +252,29 @@ class KvController(Controller):
         # The ASGI response itself: a Response's conversion costs a tenth of this read.
         return ASGIResponse(body=value.value, media_type=value.content_type, headers=headers)
 
-    @head("/kv/{key:path}", operation_id="kvExists", summary="Whether a key exists (200 or 404)")
+    @head(
+        "/kv/{key:path}",
+        operation_id="kvExists",
+        summary="Whether a key exists (200 or 404); the headers of a GET, without the body",
+        operation_class=HeadOperation,
+    )
     async def exists(
         self,
         request: Request,
         principal: NamedDependency[Principal],
         key: Annotated[str, PathParameter(description=KEY_DOC)],
+        if_match: IfMatch = None,
+        if_none_match: IfNoneMatch = None,
     ) -> Response[None]:
+        conditions = Preconditions.parse(if_match, if_none_match)
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
-        headers = {"ETag": etag(row.version), "X-Value-Length": str(row.size - len(row.key))}
-        # b"", not None: Litestar cannot render None under a binary media type (a 500).
+        headers = value_response_headers(row.version, row.content_type, row.expires_at)
+        headers["X-Value-Length"] = str(row.size - len(row.key))
+        if not conditions.empty and not conditions.evaluate(row.version):
+            return Response(b"", status_code=304, headers=headers)
+        # b"", not None: Litestar cannot render None under a binary media type (a 500). The
+        # stored type exactly, as GET answers it (media_type alone gains a charset).
+        headers["Content-Type"] = row.content_type
         return Response(b"", media_type=row.content_type, headers=headers)
 
     @delete(
@@ -233,9 +289,12 @@ class KvController(Controller):
         principal: NamedDependency[Principal],
         key: Annotated[str, PathParameter(description=KEY_DOC)],
         if_match: IfMatch = None,
+        if_none_match: IfNoneMatch = None,
     ) -> KvDeleted:
         name = key_from_path(request)
-        freed = await kv_of(request).delete(principal.workspace_id, name, if_match=if_match)
+        freed = await kv_of(request).delete(
+            principal.workspace_id, name, if_match=if_match, if_none_match=if_none_match
+        )
         return KvDeleted(success=True, message="Deleted", key=name, deleted=True, freed_bytes=freed)
 
     @get("/kv", operation_id="kvList", summary="List keys by prefix, in byte order, paginated")

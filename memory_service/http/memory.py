@@ -169,10 +169,13 @@ class MemoryController(Controller):
             HeaderParameter(
                 name="Idempotency-Key",
                 required=False,
-                description="Makes a retried add append nothing new (1-255 characters).",
+                description="Makes a retried add append nothing new (1-255 ASCII characters).",
             ),
         ] = None,
     ) -> MemoryAdded:
+        if idempotency_key is not None and not idempotency_key.isascii():
+            # A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork.
+            raise BadRequest("Idempotency-Key must be ASCII (1-255 characters)", code="invalid_id")
         memory, replayed = await memory_of(request).add(
             principal.workspace_id,
             conversation_id=data.conversation_id,

@@ -19,6 +19,11 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT_SECONDS = 30.0
 
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+# After a refusal the server half-closes (FIN after the answer) and reads and drops what the
+# client still sends, for at most this long and this much, before it closes. Closing at once with
+# unread data would make the kernel send a reset that can discard the answer before it arrives.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
 
 
 class _HeadRefused(Exception):
@@ -34,8 +39,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_fields = 0  # bytes of the URL and headers parsed (a head that came in one read)
     _head_timer: asyncio.TimerHandle | None = None
     _refusal: tuple[int, str] | None = None
+    _lingering = False
+    _lingered = 0
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # refused: drop what still comes, up to a bound
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
@@ -82,6 +94,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
 
+    def eof_received(self) -> bool | None:
+        if self._lingering:  # the client is done too
+            self.transport.close()
+            return False
+        return super().eof_received()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
@@ -109,7 +127,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             "connection: close\r\n\r\n"
         ).encode()
         self.transport.write(head + body)
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._lingering = True
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def bounded_protocol(max_head_bytes: int, head_timeout: float) -> type[BoundedHttpToolsProtocol]:

@@ -214,6 +214,8 @@ class ToolsController(Controller):
         raw = await _read_body(request, limit)
         try:
             body = _invoke_decoder.decode(raw) if raw.strip() else InvokeRequest()
+        except RecursionError as exc:
+            raise BadRequest("request body is nested too deeply", code="invalid_request") from exc
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BadRequest(
                 f'request body must be {{"parameters": {{...}}}}: {exc}', code="invalid_request"

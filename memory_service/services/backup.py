@@ -43,6 +43,8 @@ from ..clock import iso, now_ms
 from ..storage import backup as sql
 from ..storage.health import schema_revision
 from ..storage.migrations import alembic_config
+from .errors import ServiceError
+from .media_types import check_media_type
 
 FORMAT = "memory-service-backup"
 VERSION = 1
@@ -172,6 +174,11 @@ def decode(spec: sql.Spec, record: dict, where: str) -> dict:
             params[col.name] = None
         elif col.default is None and col.server_default is None:
             raise BackupError(f"{where}: a {spec.kind} record lacks {col.name}")
+    if "content_type" in params:  # served back as a header: the KV API's own rule
+        try:
+            check_media_type(params["content_type"])
+        except ServiceError as exc:
+            raise BackupError(f"{where}: {exc.message}") from exc
     for name, kind in (("workspace", str), ("ref", int), ("memory", int)):
         if name in _FIELDS[spec.kind]:
             value = record.get(name)

@@ -9,6 +9,7 @@ from ..clock import now_ms
 from ..settings import Settings
 from ..storage.database import Database
 from ..storage.migrations import head_revision
+from .cursors import Cursors
 from .health import HealthService
 from .kv import KvService
 from .memory import MemoryService
@@ -24,6 +25,7 @@ class Services:
     db: Database
     metrics: Metrics
     limiter: RateLimiter | None  # None when rate limiting is off
+    cursors: Cursors
     health: HealthService
     workspaces: WorkspaceService
     kv: KvService
@@ -35,16 +37,18 @@ class Services:
         """`clock` (milliseconds) is injectable so tests can move time past a TTL."""
         db = Database(settings)
         metrics = Metrics()
+        cursors = Cursors(db, settings)
         return cls(
             settings=settings,
             db=db,
             metrics=metrics,
             limiter=limiter_from(settings.rate_limit_rps, settings.rate_limit_burst),
+            cursors=cursors,
             health=HealthService(
                 db, head_revision(settings.database_url), settings.ready_timeout_seconds
             ),
             workspaces=WorkspaceService(db, settings),
-            kv=KvService(db, settings, clock, metrics=metrics),
-            memory=MemoryService(db, settings, clock, metrics=metrics),
+            kv=KvService(db, settings, clock, metrics=metrics, cursors=cursors),
+            memory=MemoryService(db, settings, clock, metrics=metrics, cursors=cursors),
             stats=StatsService(db, clock),
         )

@@ -25,6 +25,8 @@ class HealthService:
 
     async def readiness(self) -> Readiness:
         """Ready when the database answers within the timeout and its schema is at the head."""
+        if not self.db.writable:
+            return Readiness(False, "the database writer has stopped; restart the service")
         try:
             revision = await database_revision(self.db, self.timeout)
         except Exception as exc:  # any failure to reach the database means "not ready"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +13,10 @@ from ..clock import now_ms
 from ..settings import Settings
 from ..storage import kv as sql
 from ..storage.database import Database
-from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, QuotaExceeded, TooLarge
+from .conditions import Preconditions
+from .cursors import Cursors
+from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
+from .media_types import check_media_type
 from .metrics import Metrics
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -42,25 +42,6 @@ def check_key(key: str, max_bytes: int) -> bytes:
     return raw
 
 
-def parse_etags(header: str) -> list[int] | None:
-    """Versions named by an If-Match header; None means `*`. Raises on anything malformed."""
-    header = header.strip()
-    if header == "*":
-        return None
-    versions = []
-    for part in header.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if len(tag) < 3 or tag[0] != '"' or tag[-1] != '"' or not tag[1:-1].isdigit():
-            raise BadRequest(
-                f'malformed entity tag {part.strip()!r} in If-Match: expected "<version>"',
-                code="invalid_precondition",
-            )
-        versions.append(int(tag[1:-1]))
-    return versions
-
-
 def etag(version: int) -> str:
     return f'"{version}"'
 
@@ -71,24 +52,6 @@ def prefix_upper_bound(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-def encode_cursor(payload: dict) -> str:
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError
-        return payload
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(
-            "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
-        ) from exc
 
 
 @dataclass(slots=True)
@@ -150,17 +113,6 @@ def _is_live(row, now: int) -> bool:  # noqa: ANN001
     return row is not None and (row.expires_at is None or row.expires_at > now)
 
 
-def _check_match(wanted: list[int] | None, current: int | None) -> None:
-    """`wanted` is the If-Match list (None for `*`); `current` the live version or None."""
-    if current is None:
-        raise PreconditionFailed("If-Match given but the key does not exist")
-    if wanted is not None and current not in wanted:
-        raise PreconditionFailed(
-            f"version mismatch: the entry is at {etag(current)}",
-            headers={"ETag": etag(current)},
-        )
-
-
 @dataclass(slots=True)
 class SetRequest:
     workspace_id: int
@@ -168,20 +120,14 @@ class SetRequest:
     value: bytes
     content_type: str
     expires_at: int | None
-    if_match: list[int] | None | bool  # False: no If-Match header
-    if_none_match: bool
+    conditions: Preconditions
     now: int
 
 
 def set_txn(conn: Connection, req: SetRequest) -> Written:
     account, row = sql.lock_account_with_entry(conn, req.workspace_id, req.key)
     live = _is_live(row, req.now)
-    if req.if_none_match and live:
-        raise PreconditionFailed(
-            "key already exists (If-None-Match: *)", headers={"ETag": etag(row.version)}
-        )
-    if req.if_match is not False:
-        _check_match(req.if_match, row.version if live else None)
+    req.conditions.check_write(row.version if live else None)
     if row is not None and not live:
         # The key's own expired row goes first: charge() may sweep expired rows, and a delta
         # taken against a row the sweep then deletes would free its bytes twice.
@@ -207,13 +153,13 @@ def set_txn(conn: Connection, req: SetRequest) -> Written:
 
 
 def delete_txn(
-    conn: Connection, workspace_id: int, key: bytes, wanted: list[int] | None | bool, now: int
+    conn: Connection, workspace_id: int, key: bytes, conditions: Preconditions, now: int
 ) -> tuple[bool, int]:
     """Returns (was live, bytes freed). An expired entry is removed too, freeing its bytes."""
     account, row = sql.lock_account_with_entry(conn, workspace_id, key)
     live = _is_live(row, now)
-    if wanted is not False:
-        _check_match(wanted, row.version if live else None)
+    if live:  # an absent key is a 404 whatever the conditions (RFC 9110 13.2.1)
+        conditions.check_write(row.version)
     if row is None:
         return False, 0
     sql.delete_entry(conn, row.id)
@@ -248,11 +194,13 @@ class KvService:
         clock: Callable[[], int] = now_ms,
         *,
         metrics: Metrics | None = None,
+        cursors: Cursors | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
+        self.cursors = cursors or Cursors(db, settings)
 
     def key(self, key: str) -> bytes:
         return check_key(key, self.settings.max_key_bytes)
@@ -275,19 +223,16 @@ class KvService:
                 f"value is {len(value)} bytes; the maximum is {self.settings.max_value_bytes}",
                 code="value_too_large",
             )
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise BadRequest(
-                "If-None-Match on a write supports only '*'", code="invalid_precondition"
-            )
+        conditions = Preconditions.parse(if_match, if_none_match)
+        stored_type = check_media_type(content_type or DEFAULT_CONTENT_TYPE)
         now = self.clock()
         req = SetRequest(
             workspace_id=workspace_id,
             key=raw_key,
             value=value,
-            content_type=(content_type or DEFAULT_CONTENT_TYPE)[:255],
+            content_type=stored_type,
             expires_at=now + int(ttl * 1000) if ttl is not None else None,
-            if_match=parse_etags(if_match) if if_match is not None else False,
-            if_none_match=if_none_match is not None,
+            conditions=conditions,
             now=now,
         )
         written = await self.db.write(set_txn, req)
@@ -326,11 +271,20 @@ class KvService:
             return False
         return True
 
-    async def delete(self, workspace_id: int, key: str, *, if_match: str | None = None) -> int:
+    async def delete(
+        self,
+        workspace_id: int,
+        key: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> int:
         """Delete a live entry; returns the bytes freed."""
         raw_key = self.key(key)
-        wanted = parse_etags(if_match) if if_match is not None else False
-        live, freed = await self.db.write(delete_txn, workspace_id, raw_key, wanted, self.clock())
+        conditions = Preconditions.parse(if_match, if_none_match)
+        live, freed = await self.db.write(
+            delete_txn, workspace_id, raw_key, conditions, self.clock()
+        )
         if not live:
             raise NotFound("key not found", code="key_not_found")
         return freed
@@ -351,19 +305,14 @@ class KvService:
             )
         lower, inclusive = raw_prefix, True
         if cursor:
-            payload = decode_cursor(cursor)
-            try:
-                after = bytes.fromhex(payload["after"])
-                same_query = payload["prefix"] == raw_prefix.hex()
-            except (KeyError, TypeError, ValueError) as exc:
-                raise BadRequest(
-                    "cursor is not valid; pass back a nextCursor unchanged", code="invalid_cursor"
-                ) from exc
-            if not same_query or not after.startswith(raw_prefix):
+            await self.cursors.load()
+            payload = self.cursors.open(cursor, "kv", workspace_id)
+            # Sealed by this service, so well-formed; a cursor of another prefix is refused.
+            if not isinstance(payload, list) or payload[1] != raw_prefix:
                 raise BadRequest(
                     "cursor belongs to a listing with another prefix", code="invalid_cursor"
                 )
-            lower, inclusive = after, False
+            lower, inclusive = payload[0], False
         rows = await self.db.read(
             sql.list_entries,
             workspace_id,
@@ -376,7 +325,8 @@ class KvService:
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor({"after": rows[-1].key.hex(), "prefix": raw_prefix.hex()})
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("kv", workspace_id, [rows[-1].key, raw_prefix])
         return rows, next_cursor
 
     def page_limit(self, limit: int | None) -> int:

@@ -22,8 +22,9 @@ from ..storage import memory as sql
 from ..storage.database import Database
 from ..storage.memory import Filter
 from ..storage.memory_tables import ID_LENGTH
-from .errors import BadRequest, Conflict, NotFound, TooLarge
-from .kv import charge, decode_cursor, encode_cursor
+from .cursors import Cursors, invalid_cursor
+from .errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
+from .kv import charge
 from .metrics import Metrics
 
 ROLES = frozenset({"user", "assistant", "system"})
@@ -94,7 +95,9 @@ class MemoryOut:
     created_at: int
     updated_at: int
     messages: list[MessageOut] = field(default_factory=list)
-    # Set when older messages exist than those in `messages`: pages back through them.
+    # The seq of the first message in `messages`: older ones exist when it is above 0.
+    window_start: int = 0
+    # Set (by the service, sealed) when older messages exist: pages back through them.
     data_cursor: str | None = None
 
     @property
@@ -105,11 +108,7 @@ class MemoryOut:
 @dataclass(slots=True)
 class MessagePage:
     memory: MemoryOut
-    next_cursor: str | None
-
-
-def _data_cursor(memory_id: int, before: int) -> str | None:
-    return encode_cursor({"m": memory_id, "b": before}) if before > 0 else None
+    next_cursor: str | None = None
 
 
 def _out(row: Row, messages: list[MessageOut], window_start: int) -> MemoryOut:
@@ -122,7 +121,7 @@ def _out(row: Row, messages: list[MessageOut], window_start: int) -> MemoryOut:
         created_at=row.created_at,
         updated_at=row.updated_at,
         messages=messages,
-        data_cursor=_data_cursor(row.id, window_start),
+        window_start=window_start,
     )
 
 
@@ -153,6 +152,7 @@ class AddRequest:
     keep_system: bool
     now: int
     idempotency_cutoff: int  # records created at or before this have expired
+    max_idempotency_keys: int = 10_000  # records a workspace may hold (expired ones swept)
 
 
 def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
@@ -165,11 +165,16 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
             if record.created_at > req.idempotency_cutoff:
                 return _replay(conn, req, record), True
             sql.forget_idempotency(conn, ws, req.idempotency_key)
+        _make_room_for_idempotency(conn, req)
     stored = [(role, raw, size) for role, _text, raw, size in req.messages]
     charge(conn, account, sum(m[2] for m in stored), req.now)  # refuses before anything is stored
     appended = sql.append(conn, ws, req.conversation_id, req.block_id, stored, req.now)
+    if appended.created:  # a new memory's ids are charged too (a failure rolls it all back)
+        charge(conn, account, sql.id_bytes(req.conversation_id, req.block_id), req.now)
     name = appended.block_name
     if req.block_name is not None and req.block_name != name:
+        delta = sql.name_bytes(req.block_id, req.block_name) - sql.name_bytes(req.block_id, name)
+        charge(conn, account, delta, req.now)
         sql.set_block_name(conn, ws, req.block_id, req.block_name, req.now)
         name = req.block_name
     if req.idempotency_key is not None:
@@ -200,6 +205,27 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
     return memory, False
 
 
+def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
+    """A workspace remembers at most `max_idempotency_keys` Idempotency-Keys (each one is a row
+    kept for the TTL): expired ones go first; with none expired, the add is refused (429) until
+    the oldest one expires, rather than kept outside any bound."""
+    limit = req.max_idempotency_keys
+    ws = req.workspace_id
+    if sql.count_idempotency(conn, ws, limit) < limit:
+        return
+    sql.sweep_workspace_idempotency(conn, ws, req.idempotency_cutoff)
+    if sql.count_idempotency(conn, ws, limit) < limit:
+        return
+    oldest = sql.oldest_idempotency(conn, ws) or req.now
+    wait = max(1, -(-(oldest - req.idempotency_cutoff) // 1000))
+    raise RateLimited(
+        f"this workspace already holds {limit} idempotency keys (MEMORY_MAX_IDEMPOTENCY_KEYS); "
+        f"retry in {wait} s, when the oldest expires, or add without Idempotency-Key",
+        code="idempotency_keys_exhausted",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def _replay(conn: Connection, req: AddRequest, record: Row) -> MemoryOut:
     """The answer of the add that first used this idempotency key; appends nothing."""
     if record.request_hash != req.request_hash:
@@ -227,7 +253,7 @@ def _extend(
     start = max(0, min(first, end - last_n))
     if start < first:
         memory.messages[:0] = _messages(sql.message_range(conn, memory.id, start, first))
-    memory.data_cursor = _data_cursor(memory.id, start)
+    memory.window_start = start
     if keep_system and start > 0:
         memory.messages[:0] = _messages(sql.message_range(conn, memory.id, 0, 1))[:1]
         if memory.messages[0].role != "system":
@@ -321,7 +347,7 @@ def messages_txn(
         end = min(before, end)
     start = max(0, end - limit)
     memory = _out(row, _messages(sql.message_range(conn, row.id, start, end)), start)
-    return MessagePage(memory, memory.data_cursor)
+    return MessagePage(memory)
 
 
 # --- delete and the block registry ---------------------------------------------------------------
@@ -347,10 +373,13 @@ def count_txn(conn: Connection, workspace_id: int, flt: Filter) -> tuple[int, in
 def set_block_txn(
     conn: Connection, workspace_id: int, block_id: str, name: str | None, now: int
 ) -> None:
-    # Names are not charged to the quota (like the memory rows themselves, only message bytes
-    # are); the lock orders a rename with the adds that may name the block too.
-    kv_sql.lock_account(conn, workspace_id)
+    # A registry entry is charged to the quota (block id + name, as a KV entry's key + value);
+    # the lock orders a rename with the adds that may name the block too.
+    account = kv_sql.lock_account(conn, workspace_id)
+    old = sql.block_name(conn, workspace_id, block_id)
+    charge(conn, account, sql.name_bytes(block_id, name) - sql.name_bytes(block_id, old), now)
     sql.set_block_name(conn, workspace_id, block_id, name, now)
+    kv_sql.save_account(conn, account)
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -362,10 +391,6 @@ def _filter_tag(flt: Filter) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def _bad_cursor() -> BadRequest:
-    return BadRequest("cursor is not valid; pass back a cursor unchanged", code="invalid_cursor")
-
-
 class MemoryService:
     def __init__(
         self,
@@ -374,11 +399,24 @@ class MemoryService:
         clock: Callable[[], int] = now_ms,
         *,
         metrics: Metrics | None = None,
+        cursors: Cursors | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.metrics = metrics  # memories created, messages appended (issue #6)
+        self.cursors = cursors or Cursors(db, settings)
+
+    async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
+        """A sealed dataCursor on each memory that has older messages than those it carries."""
+        if any(m.window_start > 0 for m in memories):
+            await self.cursors.load()
+        for m in memories:
+            m.data_cursor = (
+                self.cursors.seal("messages", workspace_id, [m.id, m.window_start])
+                if m.window_start > 0
+                else None
+            )
 
     # --- validation -----------------------------------------------------------------------
     def filter(
@@ -512,8 +550,10 @@ class MemoryService:
             keep_system=keep_system,
             now=now,
             idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
+            max_idempotency_keys=self.settings.max_idempotency_keys,
         )
         memory, replayed = await self.db.write(add_txn, req)
+        await self._seal_data_cursors(workspace_id, [memory])
         if self.metrics is not None and not replayed:
             created = memory.message_count == len(msgs)  # the memory holds only this add
             self.metrics.messages_added(len(msgs), memories_created=int(created))
@@ -535,11 +575,10 @@ class MemoryService:
         tag = _filter_tag(flt or Filter())
         after = 0
         if cursor:
-            payload = decode_cursor(cursor)
-            after = payload.get("a")
-            if not isinstance(after, int) or after < 0:
-                raise _bad_cursor()
-            if payload.get("f") != tag:
+            await self.cursors.load()
+            # Sealed by this service for this workspace, so well-formed: [after id, filter tag].
+            after, cursor_tag = self.cursors.open(cursor, "memories", workspace_id)
+            if cursor_tag != tag:
                 raise BadRequest(
                     "cursor belongs to a listing with other filters", code="invalid_cursor"
                 )
@@ -553,7 +592,11 @@ class MemoryService:
         if page is None:
             page = await self.db.read(read_page_txn, *args)
         memories, next_after = page
-        next_cursor = None if next_after is None else encode_cursor({"a": next_after, "f": tag})
+        await self._seal_data_cursors(workspace_id, memories)
+        next_cursor = None
+        if next_after is not None:
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
         return memories, next_cursor
 
     async def messages(
@@ -580,12 +623,13 @@ class MemoryService:
             raise BadRequest(f"limit must be between 1 and {page}", code="invalid_limit")
         position = None
         if cursor:
-            payload = decode_cursor(cursor)
-            memory_id, before = payload.get("m"), payload.get("b")
-            if not isinstance(memory_id, int) or not isinstance(before, int) or before < 0:
-                raise _bad_cursor()
+            await self.cursors.load()
+            memory_id, before = self.cursors.open(cursor, "messages", workspace_id)
             position = (memory_id, before)
-        return await self.db.read(messages_txn, workspace_id, conv, block, position, limit)
+        page = await self.db.read(messages_txn, workspace_id, conv, block, position, limit)
+        await self._seal_data_cursors(workspace_id, [page.memory])
+        page.next_cursor = page.memory.data_cursor
+        return page
 
     async def delete(
         self, workspace_id: int, flt: Filter, *, dry_run: bool = False
@@ -610,14 +654,16 @@ class MemoryService:
         limit = self.page_limit(limit)
         after = None
         if cursor:
-            after = decode_cursor(cursor).get("after")
+            await self.cursors.load()
+            after = self.cursors.open(cursor, "blocks", workspace_id)
             if not isinstance(after, str):
-                raise _bad_cursor()
+                raise invalid_cursor()
         rows = await self.db.read(sql.list_blocks, workspace_id, after, limit + 1)
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            next_cursor = encode_cursor({"after": rows[-1].block_id})
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("blocks", workspace_id, rows[-1].block_id)
         return rows, next_cursor
 
     async def sweep_idempotency(self) -> int:

@@ -16,6 +16,7 @@ from ..clock import iso, now_ms
 from ..settings import Settings
 from ..storage import workspaces as sql
 from ..storage.database import Database
+from .auth_failures import FailureLimiter
 from .errors import BadRequest, Conflict, NotFound, Unauthorized
 
 KEY_PREFIX = "msk_"
@@ -56,9 +57,14 @@ class WorkspaceService:
         # key hash -> (principal, monotonic deadline). Bounded staleness: a key revoked on
         # another replica is trusted here for at most `auth_cache_seconds`.
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # key hash -> monotonic deadline: keys just found unknown, not looked up again meanwhile.
+        self._unknown: dict[str, float] = {}
+        self.failures = FailureLimiter(settings.auth_failure_burst, settings.auth_failure_rate)
 
     # --- authentication -------------------------------------------------------------------
-    async def authenticate(self, secret: str | None) -> Principal:
+    async def authenticate(self, secret: str | None, client: str | None = None) -> Principal:
+        """The principal of an API key. `client` (the caller's address) bounds failures: past
+        the bound, unverified keys from it are refused with 429 before any lookup."""
         if not secret:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key'")
         digest = hash_key(secret)
@@ -66,9 +72,23 @@ class WorkspaceService:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        row = await self.db.read(sql.key_by_hash, digest, inline=True)
+        if client is not None:
+            self.failures.check(client)
+        unknown_until = self._unknown.get(digest)
+        if unknown_until is not None and unknown_until > now:
+            row = None
+        else:
+            row = await self.db.read(sql.key_by_hash, digest, inline=True)
         if row is None:
             self._cache.pop(digest, None)
+            if client is not None:
+                self.failures.failed(client)
+            if self.settings.auth_negative_cache_seconds > 0:
+                if len(self._unknown) > 10_000:
+                    self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+                    if len(self._unknown) > 10_000:
+                        self._unknown.clear()
+                self._unknown[digest] = now + self.settings.auth_negative_cache_seconds
             raise Unauthorized("invalid or revoked API key")
         principal = Principal(row.workspace_id, row.name, row.id)
         if self.settings.auth_cache_seconds > 0:

@@ -78,8 +78,9 @@ IDEMPOTENCY = Spec(
 # In file order: every record comes after what it refers to.
 SPECS = (WORKSPACE, API_KEY, KV, BLOCK, MEMORY, MESSAGE, IDEMPOTENCY)
 BY_KIND = {s.kind: s for s in SPECS}
-# Tables a backup leaves out on purpose (none today).
-NOT_BACKED_UP: frozenset[str] = frozenset({"alembic_version"})
+# Tables a backup leaves out on purpose: the server-wide secret belongs to the server, not to a
+# workspace (a restored workspace's old cursors are simply refused).
+NOT_BACKED_UP: frozenset[str] = frozenset({"alembic_version", "server_secret"})
 
 
 def all_tables() -> set[str]:

@@ -16,6 +16,8 @@ transaction is one such function. How it runs depends on the database:
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..settings import Settings
@@ -32,6 +34,15 @@ from .prepared import FastConnection
 
 T = TypeVar("T")
 Txn = Callable[..., T]
+log = logging.getLogger("memory_service.storage")
+# "database is locked" and other driver-level faults: SQLAlchemy's for statements it runs, the
+# driver's own for the prepared statements that run straight on it (storage/prepared.py).
+DRIVER_ERRORS = (OperationalError, sqlite3.OperationalError)
+
+
+class StorageUnavailable(Exception):
+    """The database cannot take writes in this process (its writer has stopped): answered 503,
+    at once, rather than left waiting for a commit that will never come."""
 
 
 def sync_sqlite_url(url: str) -> str:
@@ -99,8 +110,14 @@ class _GroupCommitWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self._dead = False  # the thread has ended other than by close(): no write can land
+        self._inflight: list = []  # the batch being committed, answered if the thread dies
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self._thread.is_alive()
 
     def submit(self, fn: Txn, args: tuple) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -108,6 +125,8 @@ class _GroupCommitWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError("database is closed")
+            if not self.alive:
+                raise StorageUnavailable("the database writer has stopped; restart the service")
             self._pending.append((fn, args, fut, loop))
         # The writer clears the flag under the lock only when it has taken everything pending, so
         # when it is still set, the writer will see this write without being woken again.
@@ -116,8 +135,9 @@ class _GroupCommitWriter:
         return fut
 
     def _run(self) -> None:
-        conn = FastConnection(self.engine.connect())
+        conn = None
         try:
+            conn = FastConnection(self.engine.connect())
             while True:
                 self._wake.wait()
                 with self._lock:
@@ -127,11 +147,24 @@ class _GroupCommitWriter:
                         self._wake.clear()
                     closed = self._closed
                 if batch:
+                    self._inflight = batch
                     self._commit(conn, batch)
+                    self._inflight = []
                 elif closed:
                     return
+        except BaseException:
+            log.exception("the SQLite writer thread stopped; writes now fail with 503")
+            raise
         finally:
-            conn.sa.close()
+            with self._lock:
+                if not self._closed or self._pending:
+                    self._dead = True
+                stranded, self._pending = self._inflight + self._pending, []
+                self._inflight = []
+            # Whoever still waits is told now, instead of waiting forever.
+            _settle_by_loop(stranded, (False, StorageUnavailable("the database writer stopped")))
+            if conn is not None:
+                conn.sa.close()
 
     def _commit(self, conn: FastConnection, batch: list) -> None:
         outcomes: list[tuple[bool, Any]] = []
@@ -146,8 +179,7 @@ class _GroupCommitWriter:
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for outcome, (_fn, _args, fut, loop) in zip(outcomes, batch, strict=True):
             by_loop.setdefault(loop, []).append((fut, outcome))
-        for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(_settle_all, settled)
+        _call_back(by_loop)
 
     def close(self) -> None:
         with self._lock:
@@ -172,6 +204,28 @@ def _each_in_a_savepoint(conn: FastConnection, batch: list) -> list[tuple[bool, 
             raw.execute("RELEASE w")
             outcomes.append((True, result))
     return outcomes
+
+
+def _raise_if_unreachable(exc: Exception) -> None:
+    """PostgreSQL that cannot be reached (refused, reset, timed out, a connection that died) is
+    a 503 for the request at hand, not a 500: the request was fine, the service is not."""
+    if isinstance(exc, OSError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        raise StorageUnavailable(f"the database cannot be reached ({type(exc).__name__})") from exc
+
+
+def _call_back(by_loop: dict[asyncio.AbstractEventLoop, list]) -> None:
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_all, settled)
+        except RuntimeError:  # that loop is closed: nobody there is waiting any more
+            log.warning("a write finished after its event loop closed; its caller was gone")
+
+
+def _settle_by_loop(batch: list, outcome: tuple[bool, Any]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for _fn, _args, fut, loop in batch:
+        by_loop.setdefault(loop, []).append((fut, outcome))
+    _call_back(by_loop)
 
 
 def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
@@ -214,14 +268,23 @@ class Database:
                 pool_pre_ping=True,
             )
 
+    @property
+    def writable(self) -> bool:
+        """False once this process can no longer write (SQLite: its writer thread stopped)."""
+        return not self.is_sqlite or self._writer is None or self._writer.alive
+
     async def write(self, fn: Txn[T], *args: Any) -> T:
         """Run `fn(conn, *args)` in a write transaction; it commits before this returns."""
         if self.is_sqlite:
             if self._writer is None:
                 self._writer = _GroupCommitWriter(self._write_engine)
             return await self._writer.submit(fn, args)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(fn, *args)
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
 
     async def read(self, fn: Txn[T], *args: Any, inline: bool = False) -> T:
         """Run `fn(conn, *args)` in a read transaction (one consistent snapshot).
@@ -234,12 +297,16 @@ class Database:
             if inline:
                 try:
                     return self._inline_read(fn, args)
-                except OperationalError:
-                    pass  # busy (a rare WAL recovery): wait for it in a reader thread instead
+                except DRIVER_ERRORS:
+                    pass  # busy (locked, WAL recovery): wait for it in a reader thread instead
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_pool, self._read_sync, fn, args)
-        async with self.engine.connect() as conn, conn.begin():
-            return await conn.run_sync(fn, *args)
+        try:
+            async with self.engine.connect() as conn, conn.begin():
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
 
     def _inline_read(self, fn: Txn[T], args: tuple) -> T:
         if self._inline_conn is None:

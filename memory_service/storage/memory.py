@@ -27,12 +27,13 @@ I = memory_idempotency_t.c  # noqa: E741
 
 # --- appends -------------------------------------------------------------------------------------
 
-# The registry's name of the block of the memory row at hand (RETURNING may hold it: one
-# statement fewer per append).
+# The registry's name of the block being appended to (RETURNING may hold it: one statement
+# fewer per append). Matched on the bound workspace and block, never correlated with the memory
+# row: SQLite renders the columns of an UPDATE's own table unqualified inside RETURNING, where
+# they bind to memory_block's columns instead, and the subquery then named any workspace's block.
 _ROW_BLOCK_NAME = (
     select(B.name)
-    .where(B.workspace_id == M.workspace_id, B.block_id == M.block_id)
-    .correlate(memory_t)
+    .where(B.workspace_id == bindparam("ws"), B.block_id == bindparam("block"))
     .scalar_subquery()
     .label("block_name")
 )
@@ -60,7 +61,7 @@ _CREATE = prepared(
         block_id=bindparam("block"),
         next_seq=bindparam("n"),
         message_count=bindparam("n"),
-        bytes=bindparam("size"),
+        bytes=bindparam("created_size"),
         created_at=bindparam("now"),
         updated_at=bindparam("now"),
     )
@@ -80,6 +81,23 @@ class Appended:
     message_count: int
     created_at: int
     block_name: str | None  # as registered before this append
+    created: bool = False  # this append created the memory
+
+
+def id_bytes(conversation_id: str, block_id: str) -> int:
+    """What a memory's ids cost its workspace's quota (charged once, when it is created)."""
+    return len(conversation_id.encode("utf-8", "surrogatepass")) + len(
+        block_id.encode("utf-8", "surrogatepass")
+    )
+
+
+def name_bytes(block_id: str, name: str | None) -> int:
+    """What a block registry entry costs its workspace's quota (nothing when there is none)."""
+    if name is None:
+        return 0
+    return len(block_id.encode("utf-8", "surrogatepass")) + len(
+        name.encode("utf-8", "surrogatepass")
+    )
 
 
 def append(
@@ -90,7 +108,8 @@ def append(
     messages: Sequence[tuple[str, bytes, int]],
     now: int,
 ) -> Appended:
-    """Append (role, content, size) messages in order; the caller holds the workspace lock."""
+    """Append (role, content, size) messages in order; the caller holds the workspace lock.
+    A memory created here is charged its ids too (in its `bytes`, freed with it)."""
     n = len(messages)
     size = sum(m[2] for m in messages)
     params = {
@@ -99,13 +118,16 @@ def append(
         "block": block_id,
         "n": n,
         "size": size,
+        "created_size": size + id_bytes(conversation_id, block_id),
         "now": now,
     }
     row = conn.execute(_BUMP, params).first()
     if row is None:
         # (SQLite renders a correlated subquery in INSERT ... RETURNING unqualified: ask apart.)
         memory_id = conn.execute(_CREATE, params).scalar_one()
-        appended = Appended(memory_id, 0, n, now, block_name(conn, workspace_id, block_id))
+        appended = Appended(
+            memory_id, 0, n, now, block_name(conn, workspace_id, block_id), created=True
+        )
     else:
         appended = Appended(
             row.id, row.next_seq - n, row.message_count, row.created_at, row.block_name
@@ -169,6 +191,36 @@ def set_block_name(
         conn.execute(_DELETE_BLOCK, params)
     else:
         conn.execute(_UPSERT_BLOCK[conn.dialect.name], params)
+
+
+_BLOCK_COUNT = select(func.count()).select_from(
+    select(B.block_id).where(B.workspace_id == bindparam("ws")).limit(bindparam("cap")).subquery()
+)
+_IDEM_COUNT = select(func.count()).select_from(
+    select(I.key).where(I.workspace_id == bindparam("ws")).limit(bindparam("cap")).subquery()
+)
+
+
+def count_blocks(conn: Connection, workspace_id: int, cap: int) -> int:
+    """Named blocks of the workspace, counted up to `cap` (the cost is bounded by it)."""
+    return int(conn.execute(_BLOCK_COUNT, {"ws": workspace_id, "cap": cap}).scalar_one())
+
+
+def count_idempotency(conn: Connection, workspace_id: int, cap: int) -> int:
+    """Idempotency records of the workspace (expired ones too), counted up to `cap`."""
+    return int(conn.execute(_IDEM_COUNT, {"ws": workspace_id, "cap": cap}).scalar_one())
+
+
+def oldest_idempotency(conn: Connection, workspace_id: int) -> int | None:
+    return conn.execute(
+        select(func.min(I.created_at)).where(I.workspace_id == workspace_id)
+    ).scalar()
+
+
+def sweep_workspace_idempotency(conn: Connection, workspace_id: int, cutoff: int) -> int:
+    return conn.execute(
+        delete(memory_idempotency_t).where(I.workspace_id == workspace_id, I.created_at <= cutoff)
+    ).rowcount
 
 
 def list_blocks(conn: Connection, workspace_id: int, after: str | None, limit: int) -> list[Row]:

@@ -73,7 +73,19 @@ class KvEntry(SQLModel, table=True):
     updated_at: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class ServerSecret(SQLModel, table=True):
+    """Secrets of the whole service, shared by every replica through the database (the key that
+    authenticates and encrypts cursors). Created by migration 0003; never in a backup."""
+
+    __tablename__ = "server_secret"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 workspace_t = Workspace.__table__
+server_secret_t = ServerSecret.__table__
 api_key_t = ApiKey.__table__
 kv_entry_t = KvEntry.__table__
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ..http.memory import found, memory_item
-from ..services.memory import MemoryOut
+from ..services.memory import IDEMPOTENCY_KEY_LENGTH, MemoryOut, check_id
 from . import messages as m
 from .manifest import whole_number
 from .runtime import Context, Emitted, Runner
@@ -35,6 +35,8 @@ def _memory_dict(memory: MemoryOut) -> dict[str, Any]:
 def prepare_add(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     # The service's own id rules, before the stream starts; the rest it checks as it adds.
     ctx.services.memory.filter(p["conversationId"], None, p["blockId"], p["blockName"])
+    if p["idempotencyKey"] is not None:  # the README promises a 4xx before the stream
+        check_id(p["idempotencyKey"], "idempotencyKey", IDEMPOTENCY_KEY_LENGTH)
     return p
 
 

@@ -20,6 +20,8 @@ from typing import Any
 from ..services.container import Services
 from ..services.errors import BadRequest, ServiceError
 from ..services.workspaces import Principal
+from ..storage.database import StorageUnavailable
+from ..storage.kv import WorkspaceGone
 from . import messages as m
 from .manifest import ToolManifest, parse_parameters
 
@@ -95,6 +97,12 @@ async def invoke(tool: Tool, ctx: Context, prepared: Any) -> AsyncIterator[list[
     except ServiceError as exc:
         ctx.services.metrics.count_refusal(exc)  # 412/413 in a stream count as over HTTP
         yield [m.error(exc.message, exc.code)]
+    except WorkspaceGone:
+        # The key was checked (and cached) just before its workspace was deleted, here or on
+        # another replica: over HTTP a 401, in a stream the same words and code.
+        yield [m.error("invalid or revoked API key (its workspace was deleted)", "unauthorized")]
+    except StorageUnavailable:
+        yield [m.error("the service cannot store data right now; retry later", "unavailable")]
     except Exception as exc:
         from ..client.errors import OutputError
 

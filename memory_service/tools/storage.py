@@ -15,6 +15,7 @@ from typing import Any
 from ..clock import iso
 from ..services.errors import BadRequest, NotFound
 from ..services.kv import check_ttl, etag
+from ..services.media_types import check_media_type
 from . import messages as m
 from .manifest import whole_number
 from .runtime import Context, Emitted, Runner
@@ -59,10 +60,11 @@ def prepare_set(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             ) from exc
         default_type = "text/plain; charset=utf-8"
     check_ttl(p["ttl"])
+    content_type = check_media_type(p["content_type"] or default_type)
     return {
         "key": p["key"],
         "value": data,
-        "content_type": p["content_type"] or default_type,
+        "content_type": content_type,
         "ttl": p["ttl"],
     }
 

@@ -9,7 +9,9 @@ import httpx
 
 from tests.support.server import LiveServer
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}  # LiveServer sets this admin token
+ADMIN = {
+    "Authorization": "Bearer memory-service-test-admin-token-0123456789"
+}  # LiveServer sets this admin token
 _names = itertools.count()
 
 

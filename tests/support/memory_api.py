@@ -63,12 +63,23 @@ def message_size(role: str, content: str) -> int:
     return len(role) + len(content.encode())
 
 
+def ids_size(conversation_id: str, block_id: str = "default") -> int:
+    """What a memory's ids are charged, once, when it is created."""
+    return len(conversation_id.encode()) + len(block_id.encode())
+
+
+def name_size(block_id: str, name: str) -> int:
+    """What a block registry entry is charged."""
+    return len(block_id.encode()) + len(name.encode())
+
+
 async def recount(database_url: str, workspace: str) -> dict[str, int]:
-    """Straight from the tables: bytes of KV entries and memory messages, and the account."""
+    """Straight from the tables: bytes of KV entries and of what the memory API stores
+    (messages, memories' ids, registry names: `memory`), and the account."""
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from memory_service.storage.memory_tables import memory_message_t, memory_t
+    from memory_service.storage.memory_tables import memory_block_t, memory_message_t, memory_t
     from memory_service.storage.tables import kv_entry_t, workspace_t
 
     engine = create_async_engine(database_url)
@@ -97,6 +108,18 @@ async def recount(database_url: str, workspace: str) -> dict[str, int]:
                 .where(memory_t.c.workspace_id == ws.id)
             )
             mem_bytes, mem_messages = mem.one()
+            ids = await conn.execute(
+                select(memory_t.c.conversation_id, memory_t.c.block_id).where(
+                    memory_t.c.workspace_id == ws.id
+                )
+            )
+            id_bytes = sum(ids_size(r.conversation_id, r.block_id) for r in ids)
+            names = await conn.execute(
+                select(memory_block_t.c.block_id, memory_block_t.c.name).where(
+                    memory_block_t.c.workspace_id == ws.id
+                )
+            )
+            registry_bytes = sum(name_size(r.block_id, r.name) for r in names)
             memory_rows = await conn.execute(
                 select(func.coalesce(func.sum(memory_t.c.bytes), 0)).where(
                     memory_t.c.workspace_id == ws.id
@@ -112,7 +135,11 @@ async def recount(database_url: str, workspace: str) -> dict[str, int]:
                 "orphan_messages": int(orphans.scalar_one()),
                 "used": int(ws.used_bytes),
                 "kv": int(kv.scalar_one()),
-                "memory": int(mem_bytes),
+                "memory": int(mem_bytes) + id_bytes + registry_bytes,
+                "message_bytes": int(mem_bytes),
+                "id_bytes": id_bytes,
+                "registry_bytes": registry_bytes,
+                # What deleting every memory would free: messages and ids.
                 "memory_rows": int(memory_rows.scalar_one()),
                 "messages": int(mem_messages),
             }

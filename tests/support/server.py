@@ -88,7 +88,11 @@ class LiveServer:
         self.default_workspace = default_workspace
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "MEMORY_ADMIN_TOKEN": "test-admin-token", **(env or {})}
+        self.env = {
+            **os.environ,
+            "MEMORY_ADMIN_TOKEN": "memory-service-test-admin-token-0123456789",
+            **(env or {}),
+        }
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None
         self.starts = 0

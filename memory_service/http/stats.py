@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Request, get
@@ -29,7 +29,7 @@ def plural(n: int, one: str, many: str) -> str:
 
 
 class WorkspaceStats(msgspec.Struct, rename="camel"):
-    success: bool
+    success: Literal[True]
     message: str
     workspace: str
     # Memories and the messages they hold: those matching the filter, or all without one.

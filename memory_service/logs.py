@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from contextvars import ContextVar
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -75,33 +75,34 @@ ACCESS_LOGGER = "memory_service.access"
 class AccessLog(Protocol):
     """Where the access line of each request goes."""
 
-    def record(
-        self,
-        level: int,
-        request_id: str,
-        method: str,
-        route: str,
-        status: int,
-        seconds: float,
-        workspace: str | None,
-    ) -> None: ...
+    def record(self, entry: AccessEntry) -> None: ...
 
     def start(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-def access_fields(
-    method: str, route: str, status: int, seconds: float, workspace: str | None
-) -> dict[str, object]:
+class AccessEntry(NamedTuple):
+    """One request, as its access line tells it."""
+
+    level: int
+    request_id: str
+    method: str
+    route: str
+    status: int
+    seconds: float
+    workspace: str | None
+
+
+def access_fields(entry: AccessEntry) -> dict[str, object]:
     fields: dict[str, object] = {
-        "method": method,
-        "route": route,
-        "status": status,
-        "duration_ms": round(seconds * 1000, 3),
+        "method": entry.method,
+        "route": entry.route,
+        "status": entry.status,
+        "duration_ms": round(entry.seconds * 1000, 3),
     }
-    if workspace is not None:
-        fields["workspace"] = workspace
+    if entry.workspace is not None:
+        fields["workspace"] = entry.workspace
     return fields
 
 
@@ -112,18 +113,8 @@ class LoggerAccessLog:
     def __init__(self) -> None:
         self._log = logging.getLogger(ACCESS_LOGGER)
 
-    def record(
-        self,
-        level: int,
-        request_id: str,
-        method: str,
-        route: str,
-        status: int,
-        seconds: float,
-        workspace: str | None,
-    ) -> None:
-        fields = access_fields(method, route, status, seconds, workspace)
-        self._log.log(level, "request", extra={"fields": fields})
+    def record(self, entry: AccessEntry) -> None:
+        self._log.log(entry.level, "request", extra={"fields": access_fields(entry)})
 
     def start(self) -> None:
         pass
@@ -147,28 +138,21 @@ class ThreadedAccessLog:
 
     def __init__(self, handler: logging.StreamHandler) -> None:
         self._handler = handler
-        self._pending: deque[tuple] = deque()  # append and popleft are atomic across threads
+        self._pending: deque[tuple[float, AccessEntry]] = (
+            deque()
+        )  # append and popleft are atomic across threads
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._encode = msgspec.json.Encoder().encode
         self._second = -1
         self._stamp = ""
 
-    def record(
-        self,
-        level: int,
-        request_id: str,
-        method: str,
-        route: str,
-        status: int,
-        seconds: float,
-        workspace: str | None,
-    ) -> None:
-        entry = (time.time(), level, request_id, method, route, status, seconds, workspace)
+    def record(self, entry: AccessEntry) -> None:
+        stamped = (time.time(), entry)
         if self._thread is None:  # before start or after close: write it now
-            self._write([entry])
+            self._write([stamped])
         else:
-            self._pending.append(entry)
+            self._pending.append(stamped)
 
     def start(self) -> None:
         if self._thread is None:
@@ -203,10 +187,10 @@ class ThreadedAccessLog:
             except (OSError, ValueError):  # a closed or broken stderr: nowhere left to write
                 pass
 
-    def _line(self, entry: tuple) -> str:
+    def _line(self, stamped: tuple[float, AccessEntry]) -> str:
         # The same object JsonFormatter writes for an access record, built by hand: a dict and
         # a general encoder cost several times more. Strings are JSON-encoded by msgspec.
-        created, level, request_id, method, route, status, seconds, workspace = entry
+        created, (level, request_id, method, route, status, seconds, workspace) = stamped
         second = int(created)
         if second != self._second:  # strftime once a second, not once a line
             self._second = second

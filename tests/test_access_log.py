@@ -8,6 +8,7 @@ import logging
 import threading
 
 from memory_service.logs import (
+    AccessEntry,
     JsonFormatter,
     JsonLinesHandler,
     LoggerAccessLog,
@@ -20,9 +21,9 @@ from memory_service.logs import (
 ODD = ['a"b\\c', 'wé"s\u2028', "/api/kv/{key}", "msk_" + "x" * 43]
 
 
-def _through_logging(entry: tuple) -> dict:
+def _through_logging(entry: tuple[float, AccessEntry]) -> dict:
     """The line the plain logging path writes for the same request."""
-    _created, level, request_id, method, route, status, seconds, workspace = entry
+    _created, (level, request_id, *_) = entry
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -31,7 +32,7 @@ def _through_logging(entry: tuple) -> dict:
     old_level, logger.level = logger.level, logging.DEBUG
     token = request_id_var.set(request_id)
     try:
-        LoggerAccessLog().record(level, request_id, method, route, status, seconds, workspace)
+        LoggerAccessLog().record(entry[1])
     finally:
         request_id_var.reset(token)
         logger.removeHandler(handler)
@@ -43,7 +44,8 @@ def test_fast_lines_equal_the_logging_paths_lines() -> None:
     fast = ThreadedAccessLog(JsonLinesHandler(io.StringIO()))
     for text in ODD:
         for workspace in (None, text):
-            entry = (1_700_000_000.25, logging.INFO, text, "PUT", text, 201, 0.0123456, workspace)
+            request = AccessEntry(logging.INFO, text, "PUT", text, 201, 0.0123456, workspace)
+            entry = (1_700_000_000.25, request)
             # Key-shaped text is masked in both (the fast path over each batch it writes).
             got = json.loads(mask_secrets(fast._line(entry)))
             want = _through_logging(entry)
@@ -60,7 +62,7 @@ def test_every_line_recorded_from_many_threads_is_written_once_by_close() -> Non
 
     def emit(t: int) -> None:
         for i in range(per_thread):
-            writer.record(logging.INFO, f"{t}-{i}", "GET", "/x", 200, 0.001, None)
+            writer.record(AccessEntry(logging.INFO, f"{t}-{i}", "GET", "/x", 200, 0.001, None))
 
     workers = [threading.Thread(target=emit, args=(t,)) for t in range(threads)]
     for w in workers:
@@ -68,7 +70,7 @@ def test_every_line_recorded_from_many_threads_is_written_once_by_close() -> Non
     for w in workers:
         w.join()
     writer.close()
-    writer.record(logging.INFO, "after-close", "GET", "/x", 200, 0.001, None)  # written at once
+    writer.record(AccessEntry(logging.INFO, "after-close", "GET", "/x", 200, 0.001, None))
     ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
     assert len(ids) == threads * per_thread + 1 and ids[-1] == "after-close"
     for t in range(threads):  # each thread's lines once, in its order

@@ -14,7 +14,7 @@ from time import perf_counter
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..logs import ACCESS_LOGGER, AccessLog, request_id_var
+from ..logs import ACCESS_LOGGER, AccessEntry, AccessLog, request_id_var
 from ..services.metrics import Metrics
 from .auth import WORKSPACE_SCOPE_KEY
 
@@ -73,12 +73,14 @@ class ObserveMiddleware:
             # The level check keeps MEMORY_LOG_LEVEL the one switch for what is written.
             if self.access_log is not None and access_logger.isEnabledFor(level):
                 self.access_log.record(
-                    level,
-                    request_id,
-                    method,
-                    route,
-                    status,
-                    seconds,
-                    scope.get(WORKSPACE_SCOPE_KEY),
+                    AccessEntry(
+                        level,
+                        request_id,
+                        method,
+                        route,
+                        status,
+                        seconds,
+                        scope.get(WORKSPACE_SCOPE_KEY),
+                    )
                 )
             request_id_var.reset(token)

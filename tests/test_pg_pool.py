@@ -70,4 +70,3 @@ async def test_first_write_after_a_restart_succeeds(tmp_path) -> None:  # noqa: 
                 r = await api.client.put(f"/api/kv/k{i}", content=b"after", headers=ws)
                 assert r.status_code == 200, r.text
             assert (await api.client.get("/api/kv/k0", headers=ws)).content == b"after"
-

@@ -288,6 +288,7 @@ class Database:
             self._writer: _GroupCommitWriter | None = None
         else:
             self.engine = _pg_engine(settings)
+            self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def writable(self) -> bool:
@@ -302,6 +303,17 @@ class Database:
             return await self._writer.submit(fn, args)
         try:
             async with self.engine.begin() as conn:
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
+
+    async def write_statement(self, fn: Txn[T], *args: Any) -> T:
+        """PostgreSQL: run `fn(conn, *args)`, one statement, as its own transaction (autocommit):
+        one round trip, no BEGIN or COMMIT, so any lock it takes is held within the database
+        only. For writes made by one server-side function (migration 0004)."""
+        try:
+            async with self._autocommit.connect() as conn:
                 return await conn.run_sync(fn, *args)
         except Exception as exc:
             _raise_if_unreachable(exc)

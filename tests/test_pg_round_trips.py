@@ -1,0 +1,153 @@
+"""PostgreSQL writes hold the workspace row lock for one round trip: each KV write is one statement
+in its own transaction (no BEGIN, no COMMIT), so the lock it takes inside the database is released
+before the answer comes back.
+
+Round trips are counted on the driver: every message exchange asyncpg's protocol makes with the
+server (simple queries such as BEGIN and COMMIT, prepares, executions) goes through a counter
+placed on each pooled connection. Nothing is mocked: the statements run on the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import event
+
+from memory_service.services.errors import PreconditionFailed, QuotaExceeded
+from tests.conftest import Api, make_api
+from tests.support.pgserver import PgServer, pg_wanted
+
+pytestmark = pytest.mark.skipif(not pg_wanted(), reason="PostgreSQL tests skipped")
+
+# asyncpg's protocol methods that each send messages and wait for the server's answer.
+ROUND_TRIPS = ("query", "prepare", "bind_execute", "bind_execute_many", "bind", "execute")
+
+
+class CountingProtocol:
+    """Forwards to asyncpg's protocol, counting the round-trip calls by kind."""
+
+    def __init__(self, protocol: object, counts: Counter) -> None:
+        self._protocol = protocol
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._protocol, name)
+        if name in ROUND_TRIPS:
+            counts = self._counts
+
+            def counted(*args: object, **kwargs: object) -> object:
+                counts[name] += 1
+                if name == "query":
+                    counts[f"query:{str(args[0]).split()[0].upper()}"] += 1
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+@pytest.fixture
+async def counted(pg: PgServer) -> AsyncIterator[tuple[Api, Counter]]:
+    api, app = await make_api(pg.create_database("round_trips"))
+    counts: Counter = Counter()
+    engine = app.state.services.db.engine
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _count(dbapi_conn, _record) -> None:  # noqa: ANN001
+        raw = dbapi_conn._connection
+        raw._protocol = CountingProtocol(raw._protocol, counts)
+
+    async with api.client:
+        yield api, counts
+
+
+async def test_kv_set_and_delete_are_one_round_trip_each(counted) -> None:  # noqa: ANN001
+    api, counts = counted
+    ws = await api.workspace("w")
+    # Warm up: the first use of each statement on a connection also prepares it.
+    for i in range(3):
+        assert (await api.client.put(f"/api/kv/warm{i}", content=b"x", headers=ws)).is_success
+        assert (await api.client.delete(f"/api/kv/warm{i}", headers=ws)).status_code == 200
+    for request, status in [
+        (("PUT", "/api/kv/k", b"v1", {}), 201),
+        (("PUT", "/api/kv/k", b"v2", {"If-Match": '"4"'}), 200),  # after 3 warm-up writes
+        (("PUT", "/api/kv/k", b"v3", {"If-Match": '"1"'}), 412),
+        (("PUT", "/api/kv/k", b"v3", {"If-None-Match": "*"}), 412),
+        (("PUT", "/api/kv/t?ttl=60", b"ttl", {}), 201),
+        (("DELETE", "/api/kv/k", None, {"If-Match": '"5"'}), 200),
+        (("DELETE", "/api/kv/k", None, {}), 404),
+    ]:
+        method, path, body, headers = request
+        counts.clear()
+        r = await api.client.request(method, path, content=body, headers={**ws, **headers})
+        assert r.status_code == status, (request, r.text)
+        # The key check is cached after the first request of a workspace, so the write is the
+        # only statement: one execution, and no BEGIN or COMMIT around it.
+        assert counts["bind_execute"] == 1, (request, counts)
+        assert sum(counts[k] for k in ROUND_TRIPS) == 1, (request, counts)
+
+
+async def workspace_id(services, name: str, quota: int | None = None) -> int:  # noqa: ANN001
+    _, key = await services.workspaces.create_workspace(name, quota)
+    return (await services.workspaces.authenticate(key.secret)).workspace_id
+
+
+@pytest.fixture
+async def batched(pg: PgServer) -> AsyncIterator[tuple[object, Counter]]:
+    """The app's services, called concurrently on this test's event loop, as a server's requests
+    are (the test client runs the app on a loop of its own, one request at a time)."""
+    _, app = await make_api(pg.create_database("batched"))
+    counts: Counter = Counter()
+    services = app.state.services
+
+    @event.listens_for(services.db.engine.sync_engine, "connect")
+    def _count(dbapi_conn, _record) -> None:  # noqa: ANN001
+        raw = dbapi_conn._connection
+        raw._protocol = CountingProtocol(raw._protocol, counts)
+
+    try:
+        yield services, counts
+    finally:
+        await services.db.dispose()
+
+
+async def test_concurrent_sets_share_statements_and_keep_every_rule(batched) -> None:  # noqa: ANN001
+    """Sets arriving together go in one statement (one commit) and are decided one by one under
+    the lock: versions distinct and gap-free, exactly one compare-and-set winner, quota exact."""
+    services, counts = batched
+    kv = services.kv
+    a = await workspace_id(services, "a")
+    b = await workspace_id(services, "b", quota=10 * (2 + 100))
+    counts.clear()
+    written = await asyncio.gather(
+        *(kv.set(a, f"k{i}", b"x" * 10) for i in range(40)),
+        *(kv.set(b, f"k{i}", b"y" * 100) for i in range(15)),
+        return_exceptions=True,
+    )
+    statements = counts["bind_execute"]
+    assert 1 <= statements < 55 / 4  # most writes shared a statement with others
+    assert sorted(w.version for w in written[:40]) == list(range(1, 41))
+    assert all(w.created for w in written[:40])
+    in_b = written[40:]
+    assert sorted(w.version for w in in_b if not isinstance(w, Exception)) == list(range(1, 11))
+    refused = [w for w in in_b if isinstance(w, Exception)]
+    assert len(refused) == 5 and all(isinstance(w, QuotaExceeded) for w in refused)
+    assert await kv.usage(b) == {"used": 10 * 102, "quota": 10 * 102}
+
+    # Compare-and-set in one batch: of 20 writers that all saw version 41, one wins.
+    assert (await kv.set(a, "k39", b"z")).version == 41
+    results = await asyncio.gather(
+        *(kv.set(a, "k39", b"w", if_match='"41"') for _ in range(20)),
+        *(kv.set(a, "new", b"n", if_none_match="*") for _ in range(20)),
+        return_exceptions=True,
+    )
+    cas, create = results[:20], results[20:]
+    assert sum(not isinstance(r, Exception) for r in cas) == 1
+    assert all(isinstance(r, PreconditionFailed) for r in cas if isinstance(r, Exception))
+    assert sum(not isinstance(r, Exception) for r in create) == 1
+    assert all(isinstance(r, PreconditionFailed) for r in create if isinstance(r, Exception))
+    value = await kv.get(a, "k39")
+    assert value.value == b"w" and value.version == 42  # arrival order: the CAS batch first
+    assert (await kv.get(a, "new")).version == 43

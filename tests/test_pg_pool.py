@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
 import httpx
@@ -30,7 +31,8 @@ async def backends(pg: PgServer, dbname: str) -> set[tuple[int, object]]:
 async def test_steady_load_reuses_a_fixed_pool(pg: PgServer, tmp_path) -> None:  # noqa: ANN001
     """48 concurrent clients on a live server with a pool of 3: the three connections are opened
     once and reused; none is opened and closed per burst (overflow)."""
-    url = pg.create_database("pool_reuse")
+    dbname = f"pool_reuse_{uuid.uuid4().hex[:8]}"
+    url = pg.create_database(dbname)
     key = create_workspace(url, "w")
     ws = {"Authorization": f"Bearer {key}"}
     with LiveServer(url, tmp_path, env={"MEMORY_PG_POOL_SIZE": "3"}).start() as server:
@@ -46,10 +48,10 @@ async def test_steady_load_reuses_a_fixed_pool(pg: PgServer, tmp_path) -> None: 
                 await asyncio.gather(*(one(i) for i in range(48)))
 
             await burst(0)  # the pool fills up
-            before = await backends(pg, "pool_reuse")
+            before = await backends(pg, dbname)
             for round_ in range(1, 6):
                 await burst(round_)
-            after = await backends(pg, "pool_reuse")
+            after = await backends(pg, dbname)
     assert len(before) == 3
     assert after == before  # the same three sessions: not one opened (or closed) under the load
 

@@ -10,6 +10,7 @@ placed on each pooled connection. Nothing is mocked: the statements run on the r
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -50,7 +51,7 @@ class CountingProtocol:
 
 @pytest.fixture
 async def counted(pg: PgServer) -> AsyncIterator[tuple[Api, Counter]]:
-    api, app = await make_api(pg.create_database("round_trips"))
+    api, app = await make_api(pg.create_database(f"round_trips_{uuid.uuid4().hex[:8]}"))
     counts: Counter = Counter()
     engine = app.state.services.db.engine
 
@@ -98,7 +99,7 @@ async def workspace_id(services, name: str, quota: int | None = None) -> int:  #
 async def batched(pg: PgServer) -> AsyncIterator[tuple[object, Counter]]:
     """The app's services, called concurrently on this test's event loop, as a server's requests
     are (the test client runs the app on a loop of its own, one request at a time)."""
-    _, app = await make_api(pg.create_database("batched"))
+    _, app = await make_api(pg.create_database(f"batched_{uuid.uuid4().hex[:8]}"))
     counts: Counter = Counter()
     services = app.state.services
 
@@ -107,6 +108,7 @@ async def batched(pg: PgServer) -> AsyncIterator[tuple[object, Counter]]:
         raw = dbapi_conn._connection
         raw._protocol = CountingProtocol(raw._protocol, counts)
 
+    await services.cursors.load()  # the shared secret, read once at start-up by a server
     try:
         yield services, counts
     finally:
@@ -130,7 +132,7 @@ async def test_concurrent_sets_share_statements_and_keep_every_rule(batched) -> 
     assert 1 <= statements < 55 / 4  # most writes shared a statement with others
     assert sorted(w.version for w in written[:40]) == list(range(1, 41))
     assert all(w.created for w in written[:40])
-    in_b = written[40:]
+    in_b = written[40:]  # (one statement: 55 < MAX_BATCH, so in arrival order)
     assert sorted(w.version for w in in_b if not isinstance(w, Exception)) == list(range(1, 11))
     refused = [w for w in in_b if isinstance(w, Exception)]
     assert len(refused) == 5 and all(isinstance(w, QuotaExceeded) for w in refused)
@@ -151,3 +153,59 @@ async def test_concurrent_sets_share_statements_and_keep_every_rule(batched) -> 
     value = await kv.get(a, "k39")
     assert value.value == b"w" and value.version == 42  # arrival order: the CAS batch first
     assert (await kv.get(a, "new")).version == 43
+
+
+async def test_memory_add_is_one_round_trip(counted) -> None:  # noqa: ANN001
+    api, counts = counted
+    ws = await api.workspace("w")
+    for i in range(3):  # warm up (statements prepared on the connection)
+        body = {"conversationId": f"warm{i}", "role": "user", "content": "hi"}
+        assert (await api.client.post("/api/memory", json=body, headers=ws)).is_success
+    for i, conv in enumerate(["c", "c", "d"]):
+        counts.clear()
+        body = {"conversationId": conv, "role": "user", "content": f"m{i}"}
+        r = await api.client.post("/api/memory", json=body, headers=ws)
+        assert r.is_success, r.text
+        assert counts["bind_execute"] == 1, counts
+        assert sum(counts[k] for k in ROUND_TRIPS) == 1, counts
+    got = (await api.client.get("/api/memory?conversationId=c", headers=ws)).json()
+    assert got["memories"][0]["data"] == [
+        {"seq": 0, "role": "user", "content": "m0"},
+        {"seq": 1, "role": "user", "content": "m1"},
+    ]
+
+
+async def test_concurrent_adds_share_statements_and_keep_every_rule(batched) -> None:  # noqa: ANN001
+    """Adds arriving together go in one statement and are decided one by one under the lock:
+    per-memory sequence numbers dense and in arrival order, the quota (ids included) exact."""
+    services, counts = batched
+    memory = services.memory
+    a = await workspace_id(services, "a")
+    per = len("user") + 10  # what one 10-character message is charged
+    ids = len("q") + len("default")  # what a new memory's ids are charged
+    b = await workspace_id(services, "b", quota=ids + 5 * per)
+    counts.clear()
+    done = await asyncio.gather(
+        *(
+            memory.add(a, conversation_id=f"c{i % 3}", role="user", content=f"{i:010d}")
+            for i in range(60)
+        ),
+        *(memory.add(b, conversation_id="q", role="user", content="x" * 10) for _ in range(8)),
+        return_exceptions=True,
+    )
+    assert 1 <= counts["bind_execute"] < 68 / 4
+    # Two statements may be in flight at once, so adds are serialised in the order their
+    # statements took the lock, not always that of arrival: each memory's numbers are dense.
+    for c in range(3):
+        mine = [d[0] for i, d in enumerate(done[:60]) if i % 3 == c]
+        by_seq = sorted((m.messages[0].seq, m.messages[0].content) for m in mine)
+        assert [s for s, _ in by_seq] == list(range(20))
+        assert sorted(c for _, c in by_seq) == [f"{i:010d}" for i in range(c, 60, 3)]
+        assert {m.id for m in mine} == {mine[0].id} and max(m.message_count for m in mine) == 20
+    # The first creates the memory (its ids and one message), four more fit, three do not.
+    ok = [d[0] for d in done[60:] if not isinstance(d, Exception)]
+    assert sorted(m.messages[0].seq for m in ok) == [0, 1, 2, 3, 4]
+    refused = [d for d in done[60:] if isinstance(d, Exception)]
+    assert len(refused) == 3 and all(isinstance(d, QuotaExceeded) for d in refused)
+    usage = await services.kv.usage(b)
+    assert usage["used"] == ids + 5 * per

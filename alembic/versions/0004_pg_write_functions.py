@@ -139,6 +139,106 @@ END
 $$
 """
 
+# One message appended to a memory (the common add: no Idempotency-Key, no block name; the
+# service runs every other add as before). The rules of services/memory.py `add_txn`: the
+# workspace lock first; the message charged before anything is stored (expired KV entries swept
+# only when it would not fit otherwise, as `charge` does); a new memory's ids charged too, and a
+# refusal of either changes nothing; the memory's next sequence number taken under the lock.
+MEMORY_ADD = """
+CREATE FUNCTION ms_memory_add(
+    p_ws integer, p_conv varchar, p_block varchar, p_role varchar, p_content bytea,
+    p_size bigint, p_id_bytes bigint, p_now bigint,
+    OUT status text, OUT memory_id integer, OUT first_seq bigint, OUT message_count bigint,
+    OUT created_at bigint, OUT block_name varchar, OUT created boolean,
+    OUT used bigint, OUT quota bigint, OUT delta bigint
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_swept boolean := false;
+    v_sweep bigint := 0;
+BEGIN
+    SELECT w.used_bytes, w.quota_bytes INTO used, quota
+        FROM workspace w WHERE w.id = p_ws FOR UPDATE;
+    IF NOT FOUND THEN
+        status := 'gone';
+        RETURN;
+    END IF;
+    SELECT m.id INTO memory_id FROM memory m
+        WHERE m.workspace_id = p_ws AND m.conversation_id = p_conv AND m.block_id = p_block;
+    created := memory_id IS NULL;
+    -- charge(message): sweep only if it would not fit
+    IF p_size > 0 AND used + p_size > quota THEN
+        SELECT coalesce(sum(k.size), 0) INTO v_sweep FROM kv_entry k
+            WHERE k.workspace_id = p_ws AND k.expires_at <= p_now;
+        v_swept := true;
+        IF used - v_sweep + p_size > quota THEN
+            used := used - v_sweep;
+            delta := p_size;
+            status := 'quota';
+            RETURN;
+        END IF;
+    END IF;
+    -- charge(ids) of a new memory, after the message's charge
+    IF created AND p_id_bytes > 0
+        AND used - v_sweep + p_size + p_id_bytes > quota THEN
+        IF NOT v_swept THEN
+            SELECT coalesce(sum(k.size), 0) INTO v_sweep FROM kv_entry k
+                WHERE k.workspace_id = p_ws AND k.expires_at <= p_now;
+            v_swept := true;
+        END IF;
+        IF used - v_sweep + p_size + p_id_bytes > quota THEN
+            used := used - v_sweep + p_size;
+            delta := p_id_bytes;
+            status := 'quota';
+            RETURN;
+        END IF;
+    END IF;
+    IF v_sweep > 0 THEN
+        DELETE FROM kv_entry k WHERE k.workspace_id = p_ws AND k.expires_at <= p_now;
+    END IF;
+    used := used - v_sweep + p_size + CASE WHEN created THEN p_id_bytes ELSE 0 END;
+    IF created THEN
+        INSERT INTO memory (workspace_id, conversation_id, block_id, next_seq, message_count,
+                            bytes, created_at, updated_at)
+            VALUES (p_ws, p_conv, p_block, 1, 1, p_size + p_id_bytes, p_now, p_now)
+            RETURNING id INTO memory_id;
+        first_seq := 0;
+        message_count := 1;
+        created_at := p_now;
+    ELSE
+        UPDATE memory m SET next_seq = m.next_seq + 1, message_count = m.message_count + 1,
+                bytes = m.bytes + p_size, updated_at = p_now
+            WHERE m.id = memory_id
+            RETURNING m.next_seq - 1, m.message_count, m.created_at
+            INTO first_seq, message_count, created_at;
+    END IF;
+    SELECT b.name INTO block_name FROM memory_block b
+        WHERE b.workspace_id = p_ws AND b.block_id = p_block;
+    INSERT INTO memory_message (memory_id, seq, role, content, size, created_at)
+        VALUES (memory_id, first_seq, p_role, p_content, p_size, p_now);
+    UPDATE workspace SET used_bytes = used WHERE id = p_ws;
+    status := 'ok';
+END
+$$
+"""
+
+MEMORY_ADD_MANY = """
+CREATE FUNCTION ms_memory_add_many(
+    p_ws integer[], p_conv varchar[], p_block varchar[], p_role varchar[], p_content bytea[],
+    p_size bigint[], p_id_bytes bigint[], p_now bigint[]
+) RETURNS TABLE (
+    status text, memory_id integer, first_seq bigint, message_count bigint, created_at bigint,
+    block_name varchar, created boolean, used bigint, quota bigint, delta bigint
+) LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_ws, 1), 0) LOOP
+        RETURN QUERY SELECT * FROM ms_memory_add(
+            p_ws[i], p_conv[i], p_block[i], p_role[i], p_content[i], p_size[i], p_id_bytes[i],
+            p_now[i]);
+    END LOOP;
+END
+$$
+"""
+
 KV_DELETE = """
 CREATE FUNCTION ms_kv_delete(
     p_ws integer, p_key bytea, p_now bigint,
@@ -185,12 +285,16 @@ def upgrade() -> None:
         return
     op.execute(KV_SET)
     op.execute(KV_SET_MANY)
+    op.execute(MEMORY_ADD)
+    op.execute(MEMORY_ADD_MANY)
     op.execute(KV_DELETE)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute('DROP FUNCTION ms_memory_add_many')
+    op.execute('DROP FUNCTION ms_memory_add')
     op.execute('DROP FUNCTION ms_kv_delete')
     op.execute('DROP FUNCTION ms_kv_set_many')
     op.execute('DROP FUNCTION ms_kv_set')

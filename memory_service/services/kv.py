@@ -166,7 +166,13 @@ def _tag_versions(tags: Tags | None, strong_only: bool) -> tuple[bool | None, li
     for weak, opaque in tags.tags:
         if weak and strong_only:
             continue
-        canonical = opaque.isascii() and opaque.isdigit() and str(int(opaque)) == opaque
+        # (length first: a tag of thousands of digits is not converted, nor can it match)
+        canonical = (
+            0 < len(opaque) <= 19
+            and opaque.isascii()
+            and opaque.isdigit()
+            and (opaque == "0" or opaque[0] != "0")
+        )
         if canonical and int(opaque) in _BIGINT:
             versions.append(int(opaque))
     return tags.any, versions

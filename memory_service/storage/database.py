@@ -258,8 +258,13 @@ def _pg_engine(settings: Settings):  # noqa: ANN202
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001
-        if dbapi_conn._connection.is_closed():
+        raw = dbapi_conn._connection
+        if raw.is_closed():
             raise DisconnectionError("connection closed while in the pool")
+        if raw._loop is not asyncio.get_running_loop():
+            # Made on another event loop (an app driven from two loops, as test clients do):
+            # unusable here, so replaced, as the ping that used to run here replaced it.
+            raise DisconnectionError("connection belongs to another event loop")
 
     return engine
 

@@ -40,10 +40,16 @@ class PgBatcher:
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the batches run on
 
     async def submit(self, params: dict) -> Any:
         """The function's result row for `params`, once committed."""
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._in_flight:  # busy on another loop (an app driven from two): no sharing
+                return await self.db.write_statement(self.one, params)
+            self._loop = loop
+        fut = loop.create_future()
         self._pending.append((params, fut))
         if self._in_flight < MAX_IN_FLIGHT:
             self._in_flight += 1

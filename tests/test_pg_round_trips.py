@@ -155,6 +155,26 @@ async def test_concurrent_sets_share_statements_and_keep_every_rule(batched) -> 
     assert (await kv.get(a, "new")).version == 43
 
 
+async def test_kv_get_and_head_are_one_round_trip_each(counted) -> None:  # noqa: ANN001
+    """A point read is one statement: alone in its transaction, without BEGIN and COMMIT."""
+    api, counts = counted
+    ws = await api.workspace("w")
+    assert (await api.client.put("/api/kv/k", content=b"v", headers=ws)).status_code == 201
+    for _ in range(2):  # warm up
+        assert (await api.client.get("/api/kv/k", headers=ws)).content == b"v"
+        assert (await api.client.head("/api/kv/k", headers=ws)).status_code == 200
+    for method, path, status in [
+        ("GET", "/api/kv/k", 200),
+        ("HEAD", "/api/kv/k", 200),
+        ("GET", "/api/kv/absent", 404),
+    ]:
+        counts.clear()
+        r = await api.client.request(method, path, headers=ws)
+        assert r.status_code == status
+        assert counts["bind_execute"] == 1, (path, counts)
+        assert sum(counts[k] for k in ROUND_TRIPS) == 1, (path, counts)
+
+
 async def test_memory_add_is_one_round_trip(counted) -> None:  # noqa: ANN001
     api, counts = counted
     ws = await api.workspace("w")

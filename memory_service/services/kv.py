@@ -322,8 +322,8 @@ class KvService:
     async def get(self, workspace_id: int, key: str) -> Value:
         raw_key = self.key(key)
         for _ in range(5):
-            row = await self.db.read(
-                sql.get_entry, workspace_id, raw_key, self.clock(), INLINE_VALUE_BYTES, inline=True
+            row = await self.db.read_statement(
+                sql.get_entry, workspace_id, raw_key, self.clock(), INLINE_VALUE_BYTES
             )
             if row is None:
                 raise NotFound("key not found", code="key_not_found")
@@ -336,8 +336,8 @@ class KvService:
         raise Conflict("key is being rewritten too fast to read; retry", code="busy_key")
 
     async def head(self, workspace_id: int, key: str):  # noqa: ANN201
-        row = await self.db.read(
-            sql.head_entry, workspace_id, self.key(key), self.clock(), inline=True
+        row = await self.db.read_statement(
+            sql.head_entry, workspace_id, self.key(key), self.clock()
         )
         if row is None:
             raise NotFound("key not found", code="key_not_found")

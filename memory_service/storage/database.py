@@ -314,7 +314,7 @@ class Database:
             raise
 
     async def write_statement(self, fn: Txn[T], *args: Any) -> T:
-        """PostgreSQL: run `fn(conn, *args)`, one statement, as its own transaction (autocommit):
+        """PostgreSQL: run `fn(conn, *args)`, one statement, alone in its transaction (autocommit):
         one round trip, no BEGIN or COMMIT, so any lock it takes is held within the database
         only. For writes made by one server-side function (migration 0004)."""
         try:
@@ -323,6 +323,14 @@ class Database:
         except Exception as exc:
             _raise_if_unreachable(exc)
             raise
+
+    async def read_statement(self, fn: Txn[T], *args: Any) -> T:
+        """A read that is one statement of bounded size (an indexed point read): on PostgreSQL
+        alone in its transaction (autocommit, one round trip instead of BEGIN, SELECT, COMMIT;
+        one statement sees one snapshot anyway); on SQLite an inline read."""
+        if self.is_sqlite:
+            return await self.read(fn, *args, inline=True)
+        return await self.write_statement(fn, *args)
 
     async def read(self, fn: Txn[T], *args: Any, inline: bool = False) -> T:
         """Run `fn(conn, *args)` in a read transaction (one consistent snapshot).

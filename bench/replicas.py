@@ -1,6 +1,7 @@
 """PostgreSQL with 1 and 3 replicas, next to SQLite and the baseline insert, with wrk.
 
     python bench/replicas.py [--rounds 3 --duration 8 --connections 48]
+        [--scenarios kv-set,memory-add --configs pg1-1ws,pg3-3ws --access-log off]
 
 Starts a throwaway PostgreSQL (tests/support/pgserver.py, fsync on), three `memory-service serve`
 processes on it, one on SQLite and the baseline app; creates three workspaces in each database.
@@ -15,6 +16,12 @@ Writes of one workspace are serialised by its row lock (quota, versions, compare
 the 1-workspace and 3-workspace figures separate that lock from the rest. Beside each run, the
 CPU time the servers, PostgreSQL and wrk used shows where the time went (2 shared cores here).
 Runs are interleaved (every configuration once per round) and figures are medians over rounds.
+
+Two references, each run the same way: `baseline-insert` (bench/baseline_app.py, SQLite) and
+`pg-baseline-insert` (bench/pg_baseline_app.py: Litestar + asyncpg, one autocommit INSERT of the
+same 1 KiB body per request, on the same PostgreSQL server); `x pgbase` is each run's ratio to the
+latter in the same round. `cpu ms/req` is the CPU time the servers and PostgreSQL spent per
+request, robust to the noise of a shared machine where req/s is not.
 """
 
 from __future__ import annotations
@@ -113,6 +120,13 @@ def create_workspaces(url: str, env: dict[str, str]) -> list[str]:
     return keys
 
 
+def start_pg_baseline(pg: PgServer, tmp: Path) -> Server:
+    port = harness.free_port()
+    app = str(BENCH / "pg_baseline_app.py")
+    cmd = [sys.executable, app, "--port", str(port), "--dsn", pg.dsn("baseline")]
+    return harness.start_server("pg-baseline", cmd, port, tmp / "pg-baseline.log", timeout=60)
+
+
 def serve(name: str, url: str, tmp: Path, env: dict[str, str]) -> Server:
     port = harness.free_port()
     cmd = [exe(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", url]
@@ -168,17 +182,25 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--connections", type=int, default=48, help="total, over 3 wrk")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)}")
+    parser.add_argument("--configs", help="comma-separated, of sqlite,pg1-1ws,pg1-3ws,...")
+    parser.add_argument(
+        "--access-log", choices=["on", "off"], default="on", help="MEMORY_ACCESS_LOG (default on)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit(harness.WRK_MISSING)
 
     tmp = Path(tempfile.mkdtemp(prefix="ms-bench-replicas-"))
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp)}
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp), "MEMORY_ACCESS_LOG": args.access_log}
     servers: list[Server] = []
     pg = PgServer().start()
     try:
         baseline = run.start_baseline(tmp)
         servers.append(baseline)
+        pg.create_database("baseline")
+        pg_baseline = start_pg_baseline(pg, tmp)
+        servers.append(pg_baseline)
         sqlite_url = f"sqlite+aiosqlite:///{tmp / 'ms.db'}"
         sqlite_keys = create_workspaces(sqlite_url, env)
         sqlite = serve("sqlite", sqlite_url, tmp, env)
@@ -195,9 +217,12 @@ def main() -> None:
             Config("pg3-1ws", replicas, pg_keys[:1]),
             Config("pg3-3ws", replicas, pg_keys),
         ]
+        if args.configs:
+            configs = [c for c in configs if c.name in args.configs.split(",")]
+        scenarios = args.scenarios.split(",") if args.scenarios else SCENARIOS
         scripts: dict[tuple[str, str], list[Path]] = {}
         populated: set[tuple[str, str]] = set()  # (scenario, key): one database per key
-        for sc_name in SCENARIOS:
+        for sc_name in scenarios:
             sc = run.SCENARIOS[sc_name]
             for cfg in configs:
                 for key in set(cfg.keys):
@@ -216,26 +241,29 @@ def main() -> None:
         baseline_lua.write_text(run.SCENARIOS["baseline-insert"].lua(run.Ctx({}, "", 1, tmp)))
 
         per_wrk = max(1, args.connections // 3)
-        names = ["baseline-insert"] + [f"{s}/{c.name}" for s in SCENARIOS for c in configs]
-        groups = {"servers": [s.pid for s in servers[1:]], "postgres": [pg.pid]}
+        names = ["baseline-insert", "pg-baseline-insert"]
+        names += [f"{s}/{c.name}" for s in scenarios for c in configs]
+        groups = {"servers": [s.pid for s in servers[2:]], "postgres": [pg.pid]}
 
         def measure(name: str, duration: float) -> Run:
             if name == "baseline-insert":
                 urls, paths = [baseline.url] * 3, [baseline_lua] * 3
+            elif name == "pg-baseline-insert":
+                urls, paths = [pg_baseline.url] * 3, [baseline_lua] * 3
             else:
                 sc_name, cfg_name = name.split("/")
                 cfg = next(c for c in configs if c.name == cfg_name)
                 urls = [cfg.servers[i % len(cfg.servers)].url for i in range(3)]
                 paths = scripts[(sc_name, cfg_name)]
             before = {g: sum(cpu_seconds(p) for p in pids) for g, pids in groups.items()}
-            before["baseline"] = cpu_seconds(baseline.pid)
+            before["baseline"] = cpu_seconds(baseline.pid) + cpu_seconds(pg_baseline.pid)
             sessions = pg_sessions(pg)
             wall = time.monotonic()
             children = os.times()
             results = run_many(urls, paths, duration, per_wrk)
             wall = time.monotonic() - wall
             after = {g: sum(cpu_seconds(p) for p in pids) for g, pids in groups.items()}
-            after["baseline"] = cpu_seconds(baseline.pid)
+            after["baseline"] = cpu_seconds(baseline.pid) + cpu_seconds(pg_baseline.pid)
             new_sessions = pg_sessions(pg) - sessions - 1  # not counting our own
             now = os.times()
             cpu = {g: round((after[g] - before[g]) / wall, 2) for g in before}
@@ -309,6 +337,7 @@ def summarize(results: dict[str, list[Run]]) -> dict[str, dict]:
     """Medians, and ratios of per-round pairs: to the baseline insert, and for PostgreSQL the
     3-replica figure over the 1-replica one (same workspaces)."""
     ref = [r.rps for r in results["baseline-insert"]]
+    pg_ref = [r.rps for r in results["pg-baseline-insert"]]
     out = {}
     for name, runs in results.items():
         rps = [r.rps for r in runs]
@@ -319,10 +348,15 @@ def summarize(results: dict[str, list[Run]]) -> dict[str, dict]:
             "p99_ms_median": harness.median([r.p99_ms for r in runs]),
             "errors": sum(r.errors for r in runs),
             "x_baseline": harness.median([a / b for a, b in zip(rps, ref, strict=True) if b]),
+            "x_pg_baseline": harness.median([a / b for a, b in zip(rps, pg_ref, strict=True) if b]),
             "cores": {g: harness.median([r.cpu.get(g, 0.0) for r in runs]) for g in runs[0].cpu},
             "pg_connects_per_s": harness.median([r.pg_connects_per_s for r in runs]),
+            "cpu_ms_per_request": {
+                g: harness.median([1000 * r.cpu.get(g, 0.0) / r.rps for r in runs if r.rps])
+                for g in ("servers", "postgres", "wrk", "baseline")
+            },
         }
-        if "/pg3-" in name:
+        if "/pg3-" in name and name.replace("/pg3-", "/pg1-") in results:
             one = [r.rps for r in results[name.replace("/pg3-", "/pg1-")]]
             entry["x_1_replica"] = harness.median([a / b for a, b in zip(rps, one, strict=True)])
         out[name] = entry
@@ -331,17 +365,22 @@ def summarize(results: dict[str, list[Run]]) -> dict[str, dict]:
 
 def print_report(summary: dict[str, dict]) -> None:
     print(
-        f"\n{'run':<22}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}{'x 1rep':>8}"
-        "   cores: servers / postgres / wrk / baseline"
+        f"\n{'run':<22}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}{'x pgbase':>9}"
+        f"{'x 1rep':>8}   cores: servers / postgres / wrk / baseline"
+        "   cpu ms/req: servers / postgres / wrk / baseline"
     )
     for name, s in summary.items():
         c = s["cores"]
+        m = s["cpu_ms_per_request"]
         scale = f"{s['x_1_replica']:.2f}x" if "x_1_replica" in s else ""
         print(
             f"{name:<22}{s['rps_median']:>9,.0f}{s['p50_ms_median']:>8.1f}"
-            f"{s['p99_ms_median']:>8.1f}{s['x_baseline']:>7.2f}x{scale:>8}"
+            f"{s['p99_ms_median']:>8.1f}{s['x_baseline']:>7.2f}x{s['x_pg_baseline']:>8.2f}x"
+            f"{scale:>8}"
             f"   {c.get('servers', 0):.2f} / {c.get('postgres', 0):.2f} / {c.get('wrk', 0):.2f}"
-            f" / {c.get('baseline', 0):.2f}   pg connects/s {s['pg_connects_per_s']:g}"
+            f" / {c.get('baseline', 0):.2f}   {m['servers']:.2f} / {m['postgres']:.2f}"
+            f" / {m['wrk']:.2f} / {m['baseline']:.2f}"
+            f"   pg connects/s {s['pg_connects_per_s']:g}"
             + (f"  ERRORS {s['errors']}" if s["errors"] else "")
         )
 

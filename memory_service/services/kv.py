@@ -13,7 +13,8 @@ from ..clock import now_ms
 from ..settings import Settings
 from ..storage import kv as sql
 from ..storage.database import Database
-from .conditions import Preconditions
+from ..storage.pg_batch import PgBatcher
+from .conditions import Preconditions, Tags
 from .cursors import Cursors
 from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
 from .media_types import check_media_type
@@ -152,6 +153,80 @@ def set_txn(conn: Connection, req: SetRequest) -> Written:
     return Written(account.version_seq, not live, size, req.expires_at)
 
 
+_BIGINT = range(-(2**63), 2**63)
+
+
+def _tag_versions(tags: Tags | None, strong_only: bool) -> tuple[bool | None, list[int]]:
+    """A parsed conditional header as ms_kv_set/ms_kv_delete take it: (None: absent, or `*`)
+    and the versions its tags can match. A tag matches version v only if it is exactly str(v),
+    so tags that are not a canonical decimal integer can match nothing and are left out."""
+    if tags is None:
+        return None, []
+    versions = []
+    for weak, opaque in tags.tags:
+        if weak and strong_only:
+            continue
+        # (length first: a tag of thousands of digits is not converted, nor can it match)
+        canonical = (
+            0 < len(opaque) <= 19
+            and opaque.isascii()
+            and opaque.isdigit()
+            and (opaque == "0" or opaque[0] != "0")
+        )
+        if canonical and int(opaque) in _BIGINT:
+            versions.append(int(opaque))
+    return tags.any, versions
+
+
+def _pg_conditions(conditions: Preconditions) -> dict:
+    im_any, im_tags = _tag_versions(conditions.if_match, strong_only=True)
+    inm_any, inm_tags = _tag_versions(conditions.if_none_match, strong_only=False)
+    return {"im_any": im_any, "im_tags": im_tags, "inm_any": inm_any, "inm_tags": inm_tags}
+
+
+def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> None:
+    """Turn a refusal of ms_kv_set/ms_kv_delete into the error the Python rules raise."""
+    if status == "gone":
+        raise sql.WorkspaceGone(ws)
+    if status == "precondition":
+        conditions.check_write(current)  # decides as the function did, and raises the 412
+    raise RuntimeError(f"write function answered {status!r} for version {current}")
+
+
+async def pg_set(sets: PgBatcher, req: SetRequest) -> Written:
+    """set_txn on PostgreSQL, as one function call, with others waiting at the same moment
+    (see migration 0004 and storage/pg_batch.py)."""
+    params = {
+        "ws": req.workspace_id,
+        "key": req.key,
+        "value": req.value,
+        "content_type": req.content_type,
+        "expires_at": req.expires_at,
+        "now": req.now,
+        **_pg_conditions(req.conditions),
+    }
+    row = await sets.submit(params)
+    if row.status == "ok":
+        return Written(row.version, row.created, row.size, req.expires_at)
+    if row.status == "quota":
+        raise QuotaExceeded(
+            f"quota exceeded: this write needs {row.delta} more bytes; "
+            f"{row.used} of {row.quota} bytes are used",
+        )
+    _refused(row.status, row.version, req.conditions, req.workspace_id)
+
+
+async def pg_delete(
+    db: Database, workspace_id: int, key: bytes, conditions: Preconditions, now: int
+) -> tuple[bool, int]:
+    """delete_txn on PostgreSQL, as one statement (see migration 0004)."""
+    params = {"ws": workspace_id, "key": key, "now": now, **_pg_conditions(conditions)}
+    row = await db.write_statement(sql.pg_delete, params)
+    if row.status == "ok":
+        return row.live, row.freed
+    _refused(row.status, row.version, conditions, workspace_id)
+
+
 def delete_txn(
     conn: Connection, workspace_id: int, key: bytes, conditions: Preconditions, now: int
 ) -> tuple[bool, int]:
@@ -201,6 +276,7 @@ class KvService:
         self.clock = clock
         self.metrics = metrics
         self.cursors = cursors or Cursors(db, settings)
+        self._pg_sets = None if db.is_sqlite else PgBatcher(db, sql.pg_set, sql.pg_set_many)
 
     def key(self, key: str) -> bytes:
         return check_key(key, self.settings.max_key_bytes)
@@ -235,7 +311,10 @@ class KvService:
             conditions=conditions,
             now=now,
         )
-        written = await self.db.write(set_txn, req)
+        if self.db.is_sqlite:
+            written = await self.db.write(set_txn, req)
+        else:
+            written = await pg_set(self._pg_sets, req)
         if self.metrics is not None:
             self.metrics.kv_written(len(value))
         return written
@@ -243,8 +322,8 @@ class KvService:
     async def get(self, workspace_id: int, key: str) -> Value:
         raw_key = self.key(key)
         for _ in range(5):
-            row = await self.db.read(
-                sql.get_entry, workspace_id, raw_key, self.clock(), INLINE_VALUE_BYTES, inline=True
+            row = await self.db.read_statement(
+                sql.get_entry, workspace_id, raw_key, self.clock(), INLINE_VALUE_BYTES
             )
             if row is None:
                 raise NotFound("key not found", code="key_not_found")
@@ -257,8 +336,8 @@ class KvService:
         raise Conflict("key is being rewritten too fast to read; retry", code="busy_key")
 
     async def head(self, workspace_id: int, key: str):  # noqa: ANN201
-        row = await self.db.read(
-            sql.head_entry, workspace_id, self.key(key), self.clock(), inline=True
+        row = await self.db.read_statement(
+            sql.head_entry, workspace_id, self.key(key), self.clock()
         )
         if row is None:
             raise NotFound("key not found", code="key_not_found")
@@ -282,9 +361,12 @@ class KvService:
         """Delete a live entry; returns the bytes freed."""
         raw_key = self.key(key)
         conditions = Preconditions.parse(if_match, if_none_match)
-        live, freed = await self.db.write(
-            delete_txn, workspace_id, raw_key, conditions, self.clock()
-        )
+        if self.db.is_sqlite:
+            live, freed = await self.db.write(
+                delete_txn, workspace_id, raw_key, conditions, self.clock()
+            )
+        else:
+            live, freed = await pg_delete(self.db, workspace_id, raw_key, conditions, self.clock())
         if not live:
             raise NotFound("key not found", code="key_not_found")
         return freed

@@ -22,8 +22,9 @@ from ..storage import memory as sql
 from ..storage.database import Database
 from ..storage.memory import Filter
 from ..storage.memory_tables import ID_LENGTH
+from ..storage.pg_batch import PgBatcher
 from .cursors import Cursors, invalid_cursor
-from .errors import BadRequest, Conflict, NotFound, RateLimited, TooLarge
+from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, RateLimited, TooLarge
 from .kv import charge
 from .metrics import Metrics
 
@@ -203,6 +204,55 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
     )
     _extend(conn, memory, first, first + len(data), req.last_n, req.keep_system)
     return memory, False
+
+
+def _one_plain_message(req: AddRequest) -> bool:
+    """The add ms_memory_add makes (PostgreSQL): one message, no Idempotency-Key, no block name,
+    no window to widen (so nothing to read back). Every other add runs add_txn."""
+    return (
+        len(req.messages) == 1
+        and req.idempotency_key is None
+        and req.block_name is None
+        and req.last_n == 0
+        and not req.keep_system
+    )
+
+
+async def pg_add(adds: PgBatcher, req: AddRequest) -> MemoryOut:
+    """add_txn for `_one_plain_message` on PostgreSQL, as one function call (migration 0004)."""
+    role, text_, raw, size = req.messages[0]
+    params = {
+        "ws": req.workspace_id,
+        "conv": req.conversation_id,
+        "block": req.block_id,
+        "role": role,
+        "content": raw,
+        "size": size,
+        "ids": sql.id_bytes(req.conversation_id, req.block_id),
+        "now": req.now,
+    }
+    row = await adds.submit(params)
+    if row.status == "quota":
+        raise QuotaExceeded(
+            f"quota exceeded: this write needs {row.delta} more bytes; "
+            f"{row.used} of {row.quota} bytes are used",
+        )
+    if row.status == "gone":
+        raise kv_sql.WorkspaceGone(req.workspace_id)
+    if row.status != "ok":
+        raise RuntimeError(f"ms_memory_add answered {row.status!r}")
+    first = row.first_seq
+    return MemoryOut(
+        id=row.memory_id,
+        conversation_id=req.conversation_id,
+        block_id=req.block_id,
+        block_name=row.block_name,
+        message_count=row.message_count,
+        created_at=row.created_at,
+        updated_at=req.now,
+        messages=[MessageOut(first, role, text_)],
+        window_start=first,  # as _extend sets it for last_n 0: nothing before is included
+    )
 
 
 def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
@@ -406,6 +456,7 @@ class MemoryService:
         self.clock = clock
         self.metrics = metrics  # memories created, messages appended (issue #6)
         self.cursors = cursors or Cursors(db, settings)
+        self._pg_adds = None if db.is_sqlite else PgBatcher(db, sql.pg_add, sql.pg_add_many)
 
     async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
         """A sealed dataCursor on each memory that has older messages than those it carries."""
@@ -552,7 +603,10 @@ class MemoryService:
             idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
             max_idempotency_keys=self.settings.max_idempotency_keys,
         )
-        memory, replayed = await self.db.write(add_txn, req)
+        if self._pg_adds is not None and _one_plain_message(req):
+            memory, replayed = await pg_add(self._pg_adds, req), False
+        else:
+            memory, replayed = await self.db.write(add_txn, req)
         await self._seal_data_cursors(workspace_id, [memory])
         if self.metrics is not None and not replayed:
             created = memory.message_count == len(msgs)  # the memory holds only this add

@@ -78,7 +78,7 @@ class WorkspaceService:
         if unknown_until is not None and unknown_until > now:
             row = None
         else:
-            row = await self.db.read(sql.key_by_hash, digest, inline=True)
+            row = await self.db.read_statement(sql.key_by_hash, digest)
         if row is None:
             self._cache.pop(digest, None)
             if client is not None:

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..settings import Settings
@@ -238,6 +238,37 @@ def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
             fut.set_exception(value)
 
 
+def _pg_engine(settings: Settings):  # noqa: ANN202
+    """A fixed pool of PostgreSQL connections, kept open and reused.
+
+    No overflow: connections opened past the pool size under a burst were closed again when
+    returned, so steady load opened and closed connections all the time (a fork on the server
+    each). No `pool_pre_ping`: it cost a round trip per checkout. A connection that died while in
+    the pool (server restart, idle kill) is caught at checkout without a round trip, from the
+    driver's own state (the server's goodbye closes the socket, which asyncpg sees), and replaced;
+    one that dies during a request makes that request a 503 and invalidates the pool's older
+    connections, so the next request gets a new one.
+    """
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.pg_pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
+    )
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001
+        raw = dbapi_conn._connection
+        if raw.is_closed():
+            raise DisconnectionError("connection closed while in the pool")
+        if raw._loop is not asyncio.get_running_loop():
+            # Made on another event loop (an app driven from two loops, as test clients do):
+            # unusable here, so replaced, as the ping that used to run here replaced it.
+            raise DisconnectionError("connection belongs to another event loop")
+
+    return engine
+
+
 class Database:
     """The process's engines. Created by the app factory; `dispose()` at shutdown."""
 
@@ -261,12 +292,8 @@ class Database:
             self._read_conns: list[FastConnection] = []
             self._writer: _GroupCommitWriter | None = None
         else:
-            self.engine = create_async_engine(
-                settings.database_url,
-                pool_size=settings.pg_pool_size,
-                max_overflow=settings.pg_pool_size,
-                pool_pre_ping=True,
-            )
+            self.engine = _pg_engine(settings)
+            self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def writable(self) -> bool:
@@ -285,6 +312,25 @@ class Database:
         except Exception as exc:
             _raise_if_unreachable(exc)
             raise
+
+    async def write_statement(self, fn: Txn[T], *args: Any) -> T:
+        """PostgreSQL: run `fn(conn, *args)`, one statement, alone in its transaction (autocommit):
+        one round trip, no BEGIN or COMMIT, so any lock it takes is held within the database
+        only. For writes made by one server-side function (migration 0004)."""
+        try:
+            async with self._autocommit.connect() as conn:
+                return await conn.run_sync(fn, *args)
+        except Exception as exc:
+            _raise_if_unreachable(exc)
+            raise
+
+    async def read_statement(self, fn: Txn[T], *args: Any) -> T:
+        """A read that is one statement of bounded size (an indexed point read): on PostgreSQL
+        alone in its transaction (autocommit, one round trip instead of BEGIN, SELECT, COMMIT;
+        one statement sees one snapshot anyway); on SQLite an inline read."""
+        if self.is_sqlite:
+            return await self.read(fn, *args, inline=True)
+        return await self.write_statement(fn, *args)
 
     async def read(self, fn: Txn[T], *args: Any, inline: bool = False) -> T:
         """Run `fn(conn, *args)` in a read transaction (one consistent snapshot).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
@@ -95,6 +95,43 @@ def _upsert(insert_fn):  # noqa: ANN001, ANN202
 
 
 _UPSERT = {"sqlite": prepared(_upsert(sqlite_insert)), "postgresql": _upsert(pg_insert)}
+
+
+# PostgreSQL: each KV write is one call of a function made by migration 0004, run as a statement
+# of its own (autocommit), so the workspace row lock is taken and released inside the database.
+_PG_SET = text(
+    "SELECT * FROM ms_kv_set(:ws, :key, :value, :content_type, :expires_at, :now,"
+    " :im_any, :im_tags, :inm_any, :inm_tags)"
+)
+_PG_DELETE = text(
+    "SELECT * FROM ms_kv_delete(:ws, :key, :now, :im_any, :im_tags, :inm_any, :inm_tags)"
+)
+
+
+def pg_set(conn: Connection, params: dict) -> Row:
+    """ms_kv_set: (status, version, created, size, used, quota, delta); see migration 0004."""
+    return conn.execute(_PG_SET, params).one()
+
+
+_PG_SET_MANY = text(
+    "SELECT * FROM ms_kv_set_many(:ws, :key, :value, :content_type, :expires_at, :now,"
+    " :im_any, :im_tags, :inm_any, :inm_tags)"
+)
+_MANY_TAGS = ("im_tags", "inm_tags")  # text (comma-separated) there: see migration 0004
+
+
+def pg_set_many(conn: Connection, many: list[dict]) -> list[Row]:
+    """ms_kv_set_many: pg_set for each of `many`, in order, in one statement."""
+    columns = {
+        name: [",".join(map(str, p[name])) if name in _MANY_TAGS else p[name] for p in many]
+        for name in many[0]
+    }
+    return list(conn.execute(_PG_SET_MANY, columns))
+
+
+def pg_delete(conn: Connection, params: dict) -> Row:
+    """ms_kv_delete: (status, version, live, freed); see migration 0004."""
+    return conn.execute(_PG_DELETE, params).one()
 
 
 class WorkspaceGone(NoResultFound):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
@@ -147,6 +147,27 @@ def append(
     # One message (the common add) as a plain execute: executemany costs more for one row.
     conn.execute(_INSERT_MESSAGES, rows[0] if n == 1 else rows)
     return appended
+
+
+# PostgreSQL: one message appended by one function call (migration 0004), alone or with others
+# arriving at the same moment (storage/pg_batch.py).
+_PG_ADD = text(
+    "SELECT * FROM ms_memory_add(:ws, :conv, :block, :role, :content, :size, :ids, :now)"
+)
+_PG_ADD_MANY = text(
+    "SELECT * FROM ms_memory_add_many(:ws, :conv, :block, :role, :content, :size, :ids, :now)"
+)
+
+
+def pg_add(conn: Connection, params: dict) -> Row:
+    """ms_memory_add: (status, memory_id, first_seq, message_count, created_at, block_name,
+    created, used, quota, delta); see migration 0004."""
+    return conn.execute(_PG_ADD, params).one()
+
+
+def pg_add_many(conn: Connection, many: list[dict]) -> list[Row]:
+    columns = {name: [p[name] for p in many] for name in many[0]}
+    return list(conn.execute(_PG_ADD_MANY, columns))
 
 
 # --- the block registry --------------------------------------------------------------------------

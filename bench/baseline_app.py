@@ -3,7 +3,10 @@
 `POST /rows` stores its raw body (the benchmark sends 1 KiB) as one row in SQLite through
 aiosqlite: one connection opened at startup, WAL, synchronous=NORMAL, and autocommit, so every
 request is its own committed transaction, as every acknowledged write of the service must be.
-`GET /hello` answers a small JSON without touching the database.
+`GET /hello` answers a small JSON without touching the database. `GET /messages?conv=` reads the
+last 20 of a conversation's messages (1,000 conversations of 20, seeded at start with the same
+texts as the service's small memories in memory_bench.py) and answers them as JSON: the bar for
+the service's read of the last 20 messages of a memory.
 
 It is served exactly like the service: uvicorn, uvloop, httptools, no access log, one worker.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 import aiosqlite
+import memory_bench
 from litestar import Litestar, Request, get, post
 
 
@@ -30,6 +34,34 @@ async def insert_row(request: Request) -> dict[str, int | None]:
     return {"id": cursor.lastrowid}
 
 
+@get("/messages")
+async def last_messages(request: Request, conv: str) -> list[dict[str, object]]:
+    db: aiosqlite.Connection = request.app.state.db
+    cursor = await db.execute(
+        "SELECT seq, role, content FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 20",
+        (conv,),
+    )
+    rows = await cursor.fetchall()
+    return [{"role": role, "content": content, "seq": seq} for seq, role, content in rows[::-1]]
+
+
+async def seed_messages(db: aiosqlite.Connection) -> None:
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS messages (conv TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (conv, seq))"
+    )
+    if (await (await db.execute("SELECT count(*) FROM messages")).fetchone())[0]:
+        return
+    rows = [
+        (f"{memory_bench.SMALL}{n}", i, m["role"], m["content"])
+        for n in range(memory_bench.SMALL_MEMORIES)
+        for i, m in enumerate(memory_bench.batch(20))
+    ]
+    await db.execute("BEGIN")
+    await db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", rows)
+    await db.execute("COMMIT")
+
+
 def create_app(db_path: str) -> Litestar:
     async def open_db(app: Litestar) -> None:
         db = await aiosqlite.connect(db_path, isolation_level=None)  # autocommit
@@ -41,12 +73,15 @@ def create_app(db_path: str) -> Litestar:
         await db.execute(
             "CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
         )
+        await seed_messages(db)
         app.state.db = db
 
     async def close_db(app: Litestar) -> None:
         await app.state.db.close()
 
-    return Litestar([hello, insert_row], on_startup=[open_db], on_shutdown=[close_db])
+    return Litestar(
+        [hello, insert_row, last_messages], on_startup=[open_db], on_shutdown=[close_db]
+    )
 
 
 def main() -> None:

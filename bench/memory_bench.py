@@ -35,7 +35,7 @@ def _post(url: str, body: dict, headers: dict[str, str], what: str) -> dict:
     return json.loads(answer)
 
 
-def _batch(n: int, start: int = 0) -> list[dict[str, str]]:
+def batch(n: int, start: int = 0) -> list[dict[str, str]]:
     return [
         {"role": "user" if i % 2 else "assistant", "content": f"{i:07d} {TEXT_200}"}
         for i in range(start, start + n)
@@ -49,7 +49,7 @@ def populate_small(ctx: Any, sc: Any) -> None:
         return
     url = ctx.servers[sc.server].url
     for n in range(SMALL_MEMORIES):
-        body = {"conversationId": f"{SMALL}{n}", "messages": _batch(SMALL_MESSAGES)}
+        body = {"conversationId": f"{SMALL}{n}", "messages": batch(SMALL_MESSAGES)}
         _post(url, body, ctx.auth(), f"{sc.name} setup")
     done.add(sc.server)
 
@@ -61,7 +61,7 @@ def populate_big(ctx: Any, sc: Any) -> None:
         return
     url = ctx.servers[sc.server].url
     for start in range(0, BIG_MESSAGES, 1000):
-        _post(url, {"conversationId": BIG, "messages": _batch(1000, start)}, ctx.auth(), sc.name)
+        _post(url, {"conversationId": BIG, "messages": batch(1000, start)}, ctx.auth(), sc.name)
     done.add(sc.server)
 
 

@@ -84,24 +84,29 @@ def create_app(db_path: str) -> Litestar:
     )
 
 
-def main() -> None:
+def serve(app: Litestar, host: str, port: int) -> None:
+    """The service's server stack (uvicorn, uvloop, httptools, one worker), no access log."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--db", required=True, help="SQLite file (created if missing)")
-    args = parser.parse_args()
     uvicorn.run(
-        create_app(args.db),
-        host=args.host,
-        port=args.port,
+        app,
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
         access_log=False,
         workers=1,
         log_level="warning",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    args = parser.parse_args()
+    serve(create_app(args.db), args.host, args.port)
 
 
 if __name__ == "__main__":

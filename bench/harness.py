@@ -5,7 +5,9 @@ Nothing here asserts on time; it measures and reports.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -335,3 +337,24 @@ def summarize(results: dict[str, list[WrkResult]], reference: str) -> dict[str, 
             "ratio": median([a / b for a, b in zip(rps, ref, strict=True) if b]),
         }
     return summary
+
+
+def write_results(suite: str, options: dict, figures: dict, *, lead: str = "") -> Path:
+    """`bench/results/<suite>-<time>.json` (gitignored): the options, the machine and its load
+    after the run, and the figures; prints where it went."""
+    out = (
+        Path(__file__).resolve().parent
+        / "results"
+        / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
+    out.parent.mkdir(exist_ok=True)
+    machine = {
+        "cpus": os.cpu_count(),
+        "loadavg_after": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    body = {"suite": suite, "options": options, "machine": machine, **figures}
+    out.write_text(json.dumps(body, indent=2) + "\n")
+    print(f"{lead}wrote {out.relative_to(out.parent.parent.parent)}")
+    return out

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -33,7 +31,7 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import BENCH, start_service
+from run import start_service
 
 SCENARIOS = ["get", "tool-http", "mcp-tool", "mcp-resource"]
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
@@ -181,28 +179,7 @@ def main() -> None:
             )
     print(f"\nservice peak memory: {peak:,} KiB")
 
-    out_dir = BENCH / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"mcp-read-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "suite": "mcp-read",
-                "options": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "loadavg_after": os.getloadavg(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-                "summary": summary,
-                "peak_rss_kib": peak,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"wrote {out.relative_to(BENCH.parent)}")
+    harness.write_results("mcp-read", vars(args), {"summary": summary, "peak_rss_kib": peak})
 
 
 if __name__ == "__main__":

@@ -15,14 +15,10 @@ from __future__ import annotations
 import argparse
 
 import asyncpg
-from litestar import Litestar, Request, get, post
+from baseline_app import hello, serve
+from litestar import Litestar, Request, post
 
 POOL_SIZE = 10  # the service's default MEMORY_PG_POOL_SIZE
-
-
-@get("/hello")
-async def hello() -> dict[str, str]:
-    return {"hello": "world"}
 
 
 @post("/rows")
@@ -47,23 +43,12 @@ def create_app(dsn: str) -> Litestar:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
     parser.add_argument("--dsn", required=True, help="postgresql://user@host:port/database")
     args = parser.parse_args()
-    uvicorn.run(
-        create_app(args.dsn),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        workers=1,
-        log_level="warning",
-    )
+    serve(create_app(args.dsn), args.host, args.port)
 
 
 if __name__ == "__main__":

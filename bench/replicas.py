@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -311,25 +310,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     summary = summarize(results)
-    out = BENCH / "results" / f"replicas-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "suite": "replicas",
-                "options": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "loadavg_after": os.getloadavg(),
-                    "platform": platform.platform(),
-                },
-                "summary": summary,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    print(f"\nwrote {out.relative_to(BENCH.parent)}")
+    harness.write_results("replicas", vars(args), {"summary": summary}, lead="\n")
     print_report(summary)
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -521,35 +519,22 @@ def main() -> None:
         for k, v in figures.items():
             print(f"  {k}: {v:,}")
 
-    out_dir = BENCH / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "suite": args.suite,
-                "options": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "loadavg_after": os.getloadavg(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-                "summary": summary,
-                "targets": targets,
-                "costs": costs,
-                "probes": probes,
-                "memory": rss,
-                "runs": {
-                    n: [{k: v for k, v in asdict(r).items() if k != "raw"} for r in runs]
-                    for n, runs in results.items()
-                },
+    harness.write_results(
+        args.suite,
+        vars(args),
+        {
+            "summary": summary,
+            "targets": targets,
+            "costs": costs,
+            "probes": probes,
+            "memory": rss,
+            "runs": {
+                n: [{k: v for k, v in asdict(r).items() if k != "raw"} for r in runs]
+                for n, runs in results.items()
             },
-            indent=2,
-        )
-        + "\n"
+        },
+        lead="\n",
     )
-    print(f"\nwrote {out.relative_to(BENCH.parent)}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ the report gives medians (and p90) over rounds. Nothing asserts on time.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -26,7 +23,7 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import BENCH, create_service_db, start_service
+from run import create_service_db, start_service
 
 CONVERSATION = "bench"
 
@@ -164,29 +161,9 @@ def main() -> None:
         )
     print(f"\nservice peak memory: {peak:,} KiB")
 
-    out_dir = BENCH / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"tools-stream-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "suite": "tools-stream",
-                "options": vars(args),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "loadavg_after": os.getloadavg(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-                "summary": summary,
-                "peak_rss_kib": peak,
-                "runs": runs,
-            },
-            indent=2,
-        )
-        + "\n"
+    harness.write_results(
+        "tools-stream", vars(args), {"summary": summary, "peak_rss_kib": peak, "runs": runs}
     )
-    print(f"wrote {out.relative_to(BENCH.parent)}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -186,30 +185,9 @@ def main() -> None:
             f"{s['median_ms'] / r['median_ms']:.2f}x"
         )
     print(f"\nservice peak memory: {peak:,} KiB")
-    out_dir = BENCH / "results"
-    out_dir.mkdir(exist_ok=True)
-    out = out_dir / f"ui-render-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    machine = {
-        "cpus": os.cpu_count(),
-        "loadavg_after": os.getloadavg(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    out.write_text(
-        json.dumps(
-            {
-                "suite": "ui-render",
-                "options": vars(args),
-                "machine": machine,
-                "summary": summary,
-                "peak_rss_kib": peak,
-                "runs": runs,
-            },
-            indent=2,
-        )
-        + "\n"
+    harness.write_results(
+        "ui-render", vars(args), {"summary": summary, "peak_rss_kib": peak, "runs": runs}
     )
-    print(f"wrote {out.relative_to(BENCH.parent)}")
 
 
 if __name__ == "__main__":

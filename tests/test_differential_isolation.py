@@ -4,8 +4,9 @@ workspace A is busy with the same ids, names and keys, and A's are the same whet
 Each example is a random program (seeded: reproducible) for each of two workspaces over every
 endpoint: memory adds (single, batch, named, idempotent, windowed), gets with every filter, getAll,
 message pages, deletes (and dry runs), the block registry, KV set/get/head/delete/list with
-conditions, content types and TTLs, usage, and every tool; plus clock jumps that both see. The
-programs draw ids, names, keys and prefixes from one small pool, so they collide all the time.
+conditions, content types and TTLs, usage, the explorer's counts, and every tool; plus clock
+jumps that both see. The programs draw ids, names, keys and prefixes from one small pool, so
+they collide all the time.
 Three worlds (three databases of the kind under test) run them:
 
 - world 1: B's program alone (A's workspace exists, idle);
@@ -121,9 +122,9 @@ def random_op(rng: random.Random) -> dict:
         [
             "m_add", "m_batch", "m_get", "m_all", "m_next", "m_messages", "m_delete",
             "blk_set", "blk_list", "kv_put", "kv_get", "kv_head", "kv_del", "kv_list",
-            "kv_next", "usage", "tool",
+            "kv_next", "usage", "stats", "tool",
         ],
-        weights=[10, 3, 6, 3, 2, 2, 2, 3, 1, 8, 5, 2, 3, 3, 2, 1, 8],
+        weights=[10, 3, 6, 3, 2, 2, 2, 3, 1, 8, 5, 2, 3, 3, 2, 1, 2, 8],
     )[0]  # fmt: skip
     op: dict = {"kind": kind}
     if kind in ("m_add", "m_batch"):
@@ -152,6 +153,8 @@ def random_op(rng: random.Random) -> dict:
             op["params"]["limit"] = rng.randint(1, 3)
     elif kind == "m_all":
         op["params"] = {"limit": rng.randint(1, 4)} if rng.random() < 0.7 else {}
+    elif kind == "stats":  # the explorer's counts: the whole workspace, or a delete's filter
+        op["params"] = _filter(rng) if rng.random() < 0.5 else {}
     elif kind == "m_messages":
         op["params"] = {"conversationId": rng.choice(CONVS), "limit": rng.randint(1, 3)}
         if (block := rng.choice(BLOCKS)) is not None:
@@ -254,7 +257,10 @@ class Actor:
     def remember(self, body: Any) -> None:
         if not isinstance(body, dict):
             return
-        for m in body.get("memories") or []:
+        memories = body.get("memories")
+        if not isinstance(memories, list):  # /api/stats answers a count under this name
+            return
+        for m in memories:
             if isinstance(m, dict) and m.get("dataCursor"):
                 pair = (m["conversationId"], m["blockId"])
                 self.data_cursors[pair] = m["dataCursor"]
@@ -329,6 +335,8 @@ async def perform(actor: Actor, step: int, op: dict) -> None:
         url, kw = "/api/kv", {"params": params}
     elif kind == "usage":
         url = "/api/usage"
+    elif kind == "stats":
+        url, kw = "/api/stats", {"params": op["params"]}
     elif kind == "tool":
         params = dict(op["params"])
         if op["tool"] in ("memory_get_all", "storage_list") and step % 3 == 0:

@@ -140,7 +140,7 @@ $$
 """
 
 # One message appended to a memory (the common add: no Idempotency-Key, no block name; the
-# service runs every other add as before). The rules of services/memory.py `add_txn`: the
+# service runs every other add as before). The rules of services/memory/add.py `add_txn`: the
 # workspace lock first; the message charged before anything is stored (expired KV entries swept
 # only when it would not fit otherwise, as `charge` does); a new memory's ids charged too, and a
 # refusal of either changes nothing; the memory's next sequence number taken under the lock.

@@ -1,0 +1,30 @@
+"""The memory block API (SPEC 3), one concern a file:
+
+- `ids`: what ids may hold, and the `conversationId:blockId` key
+- `results`: the memories and messages the services answer
+- `add`: an add as one transaction (replay, append, charge, widen the answer)
+- `pg_add`: the common add on PostgreSQL as one server-side function call
+- `reads`: a page of memories with their windows, and older messages
+- `changes`: deletes and block names
+- `service`: `MemoryService`, which checks input, picks the transaction and the thread
+"""
+
+from ...storage.memory import Filter
+from .ids import DEFAULT_BLOCK, IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_key
+from .results import MemoryOut, MessageOut, MessagePage, Window
+from .service import MemoryService
+
+__all__ = [
+    "DEFAULT_BLOCK",
+    "IDEMPOTENCY_KEY_LENGTH",
+    "ROLES",
+    "Filter",
+    "MemoryOut",
+    "MemoryService",
+    "MessageOut",
+    "MessagePage",
+    "Window",
+    "check_id",
+    "conversation_of",
+    "memory_key",
+]

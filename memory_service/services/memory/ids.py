@@ -1,0 +1,52 @@
+"""Memory ids and keys (SPEC 3): what an id may hold, and the `conversationId:blockId` key."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from ...storage.memory_tables import ID_LENGTH
+from ..errors import BadRequest
+
+ROLES = frozenset({"user", "assistant", "system"})
+DEFAULT_BLOCK = "default"
+IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def _enc(part: str) -> str:
+    # '%' first, so that the '%' of an encoded ':' is never encoded again.
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def memory_key(conversation_id: str, block_id: str) -> str:
+    """`conversationId:blockId` with '%' and ':' percent-encoded in each part.
+
+    Neither encoded part contains ':', so the one ':' splits the key back into its parts, and
+    percent-decoding each part gives back the ids: distinct pairs never share a key.
+    """
+    return f"{_enc(conversation_id)}:{_enc(block_id)}"
+
+
+def check_id(value: str, what: str, max_chars: int = ID_LENGTH) -> str:
+    """Ids and names: 1..max_chars characters of any Unicode but control characters."""
+    if not value:
+        raise BadRequest(f"{what} must not be empty", code="invalid_id")
+    if len(value) > max_chars:
+        raise BadRequest(
+            f"{what} is {len(value)} characters; the maximum is {max_chars}", code="invalid_id"
+        )
+    if not value.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise BadRequest(
+            f"{what} must not contain control characters or lone surrogates", code="invalid_id"
+        )
+    return value
+
+
+def conversation_of(conversation_id: str | None, legacy_id: str | None) -> str | None:
+    """`conversationId`, or its legacy spelling `id`; both given must agree."""
+    if conversation_id is not None and legacy_id is not None and conversation_id != legacy_id:
+        raise BadRequest(
+            "conversationId and id (its legacy alias) are both given and differ; send one",
+            code="conflicting_ids",
+        )
+    value = conversation_id if conversation_id is not None else legacy_id
+    return None if value is None else check_id(value, "conversationId")

@@ -1,0 +1,96 @@
+"""Reads as transactions: a page of memories with their windows, and older messages."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Connection, Row
+
+from ...storage import memory as sql
+from ...storage.memory import Filter
+from ..errors import Conflict, NotFound
+from .results import MemoryOut, MessageOut, MessagePage, Window, memory_out, messages_of
+
+# A read of at most this many messages, none larger than INLINE_MESSAGE_BYTES, runs on the event
+# loop's thread (SQLite): less than the hop to a reader thread costs. Larger reads go to threads.
+INLINE_MESSAGES = 100
+INLINE_MESSAGE_BYTES = 16 * 1024
+
+
+def _snapshot(conn: Connection) -> None:
+    """Make the statements of a read see one snapshot (PostgreSQL; SQLite reads already do)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def read_page_txn(
+    conn: Connection,
+    workspace_id: int,
+    flt: Filter,
+    after: int,
+    limit: int,
+    window: Window,
+    budget: int,
+    inline: bool = False,
+) -> tuple[list[MemoryOut], int | None] | None:
+    """A page of memories (id > after, in id order) with their windows of messages, in two
+    queries whatever the page's size; returns (memories, the id to continue after, or None).
+
+    `inline`: give up (return None) rather than read more than a small read may.
+    """
+    _snapshot(conn)
+    rows = sql.memory_page(conn, workspace_id, flt, after, limit + 1)
+    more = len(rows) > limit
+    picked: list[Row] = []
+    total = 0
+    for row in rows[:limit]:
+        size = min(row.message_count, window.size)
+        if picked and total + size > budget:
+            more = True
+            break
+        picked.append(row)
+        total += size
+    if not picked:
+        return [], None
+    if inline and total + (len(picked) if window.keep_system else 0) > INLINE_MESSAGES:
+        return None
+    cap = INLINE_MESSAGE_BYTES if inline else sql.NO_CAP
+    by_id: dict[int, list[MessageOut]] = {row.id: [] for row in picked}
+    found = sql.tails(conn, list(by_id), window.size, cap)
+    starts = {row.id: max(0, row.next_seq - window.size) for row in picked}
+    heads = []
+    if window.keep_system:
+        heads = sql.system_heads(conn, [i for i, start in starts.items() if start > 0], cap)
+    if inline and any(r.content is None for r in (*found, *heads)):  # a large one: in a thread
+        return None
+    for r in found:
+        by_id[r.memory_id].append(MessageOut(r.seq, r.role, r.content.decode("utf-8")))
+    for r in heads:
+        by_id[r.memory_id].insert(0, MessageOut(r.seq, r.role, r.content.decode("utf-8")))
+    memories = [memory_out(row, by_id[row.id], starts[row.id]) for row in picked]
+    return memories, (picked[-1].id if more else None)
+
+
+def messages_txn(
+    conn: Connection,
+    workspace_id: int,
+    conversation_id: str,
+    block_id: str,
+    cursor: tuple[int, int] | None,
+    limit: int,
+) -> MessagePage:
+    """The `limit` messages just before the cursor (the newest without one), in order."""
+    _snapshot(conn)
+    row = sql.memory_by_pair(conn, workspace_id, conversation_id, block_id)
+    if row is None:
+        raise NotFound("memory not found", code="memory_not_found")
+    end = row.next_seq
+    if cursor is not None:
+        memory_id, before = cursor
+        if memory_id != row.id:
+            raise Conflict(
+                "cursor belongs to a memory that has been deleted since (this one is newer)",
+                code="stale_cursor",
+            )
+        end = min(before, end)
+    start = max(0, end - limit)
+    memory = memory_out(row, messages_of(sql.message_range(conn, row.id, start, end)), start)
+    return MessagePage(memory)

@@ -1,0 +1,320 @@
+"""MemoryService: checks a request's input, runs its transaction, seals its cursors.
+
+SQLite reads of a small window run on the event loop's thread first (reads.INLINE_*); everything
+else goes to the database's reader or writer threads, or PostgreSQL's pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.engine import Row
+
+from ...clock import now_ms
+from ...settings import Settings
+from ...storage import memory as sql
+from ...storage.database import Database
+from ...storage.memory import Filter
+from ...storage.pg_batch import PgBatcher
+from ..cursors import Cursors, invalid_cursor
+from ..errors import BadRequest, TooLarge
+from ..metrics import Metrics
+from .add import AddRequest, add_txn
+from .changes import count_txn, delete_txn, set_block_txn
+from .ids import DEFAULT_BLOCK, IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of
+from .pg_add import one_plain_message, pg_add
+from .reads import messages_txn, read_page_txn
+from .results import MemoryOut, MessagePage, Window
+
+
+def _filter_tag(flt: Filter) -> str:
+    """A short fingerprint of a filter, kept in cursors so that one is not reused elsewhere."""
+    raw = json.dumps([flt.conversation_id, flt.block_id, flt.block_name]).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class MemoryService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Callable[[], int] = now_ms,
+        *,
+        metrics: Metrics | None = None,
+        cursors: Cursors | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics  # memories created, messages appended (issue #6)
+        self.cursors = cursors or Cursors(db, settings)
+        self._pg_adds = None if db.is_sqlite else PgBatcher(db, sql.pg_add, sql.pg_add_many)
+
+    async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
+        """A sealed dataCursor on each memory that has older messages than those it carries."""
+        if any(m.window_start > 0 for m in memories):
+            await self.cursors.load()
+        for m in memories:
+            m.data_cursor = (
+                self.cursors.seal("messages", workspace_id, [m.id, m.window_start])
+                if m.window_start > 0
+                else None
+            )
+
+    # --- validation -----------------------------------------------------------------------
+    def filter(
+        self,
+        conversation_id: str | None,
+        legacy_id: str | None,
+        block_id: str | None,
+        block_name: str | None,
+    ) -> Filter:
+        flt = Filter(
+            conversation_of(conversation_id, legacy_id),
+            None if block_id is None else check_id(block_id, "blockId"),
+            None if block_name is None else check_id(block_name, "blockName"),
+        )
+        if flt.conversation_id is None and flt.block_id is None and flt.block_name is None:
+            raise BadRequest(
+                "give at least one of conversationId (or id), blockId, blockName",
+                code="missing_filter",
+            )
+        return flt
+
+    def window(self, last_n: int | None, keep_system: bool) -> Window:
+        page = self.settings.max_message_page
+        if last_n is None:
+            return Window(page, keep_system)
+        if not 0 <= last_n <= page:
+            raise BadRequest(f"lastN must be between 0 and {page}", code="invalid_last_n")
+        return Window(last_n, keep_system)
+
+    def page_limit(self, limit: int | None) -> int:
+        if limit is None:
+            return self.settings.default_page_size
+        if not 1 <= limit <= self.settings.max_page_size:
+            raise BadRequest(
+                f"limit must be between 1 and {self.settings.max_page_size}", code="invalid_limit"
+            )
+        return limit
+
+    def _checked_messages(self, role: str | None, content: str | None, batch: list | None) -> list:
+        """(role, content, UTF-8 content, bytes charged) of each message, or a 4xx."""
+        if batch is not None:
+            if role is not None or content is not None:
+                raise BadRequest(
+                    "send either role and content, or messages, not both", code="invalid_message"
+                )
+            if not batch:
+                raise BadRequest("messages must not be empty", code="empty_batch")
+            if len(batch) > self.settings.max_batch_messages:
+                raise TooLarge(
+                    f"messages holds {len(batch)} messages; the maximum is "
+                    f"{self.settings.max_batch_messages}",
+                    code="batch_too_large",
+                )
+            pairs = [(m.role, m.content) for m in batch]
+        else:
+            if role is None:
+                raise BadRequest(
+                    "role is required (user, assistant or system)", code="missing_role"
+                )
+            if content is None:
+                raise BadRequest("content is required", code="missing_content")
+            pairs = [(role, content)]
+        out = []
+        limit = self.settings.max_content_bytes
+        for i, (r, c) in enumerate(pairs):
+            where = f"messages[{i}]." if batch is not None else ""
+            if r not in ROLES:
+                raise BadRequest(
+                    f"{where}role must be user, assistant or system, not {r!r}",
+                    code="invalid_role",
+                )
+            try:
+                raw = c.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise BadRequest(
+                    f"{where}content is not valid Unicode", code="invalid_content"
+                ) from exc
+            if len(raw) > limit:
+                raise TooLarge(
+                    f"{where}content is {len(raw)} bytes; the maximum is {limit}",
+                    code="content_too_large",
+                )
+            out.append((r, c, raw, len(r) + len(raw)))
+        return out
+
+    # --- operations ------------------------------------------------------------------------
+    async def add(
+        self,
+        workspace_id: int,
+        *,
+        conversation_id: str | None = None,
+        legacy_id: str | None = None,
+        block_id: str | None = None,
+        block_name: str | None = None,
+        role: str | None = None,
+        content: str | None = None,
+        messages: list | None = None,
+        last_n: int | None = None,
+        keep_system: bool = False,
+        idempotency_key: str | None = None,
+    ) -> tuple[MemoryOut, bool]:
+        """Append one message or a batch, atomically and in order. Returns (memory, replayed):
+        the memory's `messages` are those this add appended (more with `last_n`)."""
+        conv = conversation_of(conversation_id, legacy_id)
+        if conv is None:
+            raise BadRequest(
+                "conversationId is required (or its legacy alias id)",
+                code="missing_conversation_id",
+            )
+        block = DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")
+        name = None if block_name is None else check_id(block_name, "blockName")
+        msgs = self._checked_messages(role, content, messages)
+        window = self.window(last_n, keep_system)
+        request_hash = None
+        if idempotency_key is not None:
+            check_id(idempotency_key, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
+            canonical = [conv, block, name, [[m[0], m[1]] for m in msgs]]
+            request_hash = hashlib.sha256(
+                json.dumps(canonical, ensure_ascii=False).encode("utf-8", "surrogatepass")
+            ).hexdigest()
+        now = self.clock()
+        req = AddRequest(
+            workspace_id=workspace_id,
+            conversation_id=conv,
+            block_id=block,
+            block_name=name,
+            messages=msgs,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            last_n=0 if last_n is None else window.size,
+            keep_system=keep_system,
+            now=now,
+            idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
+            max_idempotency_keys=self.settings.max_idempotency_keys,
+        )
+        if self._pg_adds is not None and one_plain_message(req):
+            memory, replayed = await pg_add(self._pg_adds, req), False
+        else:
+            memory, replayed = await self.db.write(add_txn, req)
+        await self._seal_data_cursors(workspace_id, [memory])
+        if self.metrics is not None and not replayed:
+            created = memory.message_count == len(msgs)  # the memory holds only this add
+            self.metrics.messages_added(len(msgs), memories_created=int(created))
+        return memory, replayed
+
+    async def get(
+        self,
+        workspace_id: int,
+        flt: Filter | None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        last_n: int | None = None,
+        keep_system: bool = False,
+    ) -> tuple[list[MemoryOut], str | None]:
+        """Matching memories (every memory when `flt` is None), a page at a time."""
+        limit = self.page_limit(limit)
+        window = self.window(last_n, keep_system)
+        tag = _filter_tag(flt or Filter())
+        after = 0
+        if cursor:
+            await self.cursors.load()
+            # Sealed by this service for this workspace, so well-formed: [after id, filter tag].
+            after, cursor_tag = self.cursors.open(cursor, "memories", workspace_id)
+            if cursor_tag != tag:
+                raise BadRequest(
+                    "cursor belongs to a listing with other filters", code="invalid_cursor"
+                )
+        # A page stops early (with a nextCursor) once it holds this many messages, so that a
+        # response stays bounded however many memories and messages a page could name.
+        budget = max(self.settings.max_response_messages, window.size)
+        args = (workspace_id, flt or Filter(), after, limit, window, budget)
+        page = None
+        if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
+            page = await self.db.read(read_page_txn, *args, True, inline=True)
+        if page is None:
+            page = await self.db.read(read_page_txn, *args)
+        memories, next_after = page
+        await self._seal_data_cursors(workspace_id, memories)
+        next_cursor = None
+        if next_after is not None:
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
+        return memories, next_cursor
+
+    async def messages(
+        self,
+        workspace_id: int,
+        *,
+        conversation_id: str | None,
+        legacy_id: str | None = None,
+        block_id: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> MessagePage:
+        conv = conversation_of(conversation_id, legacy_id)
+        if conv is None:
+            raise BadRequest(
+                "conversationId is required (or its legacy alias id)",
+                code="missing_conversation_id",
+            )
+        block = DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")
+        page = self.settings.max_message_page
+        if limit is None:
+            limit = page
+        if not 1 <= limit <= page:
+            raise BadRequest(f"limit must be between 1 and {page}", code="invalid_limit")
+        position = None
+        if cursor:
+            await self.cursors.load()
+            memory_id, before = self.cursors.open(cursor, "messages", workspace_id)
+            position = (memory_id, before)
+        page = await self.db.read(messages_txn, workspace_id, conv, block, position, limit)
+        await self._seal_data_cursors(workspace_id, [page.memory])
+        page.next_cursor = page.memory.data_cursor
+        return page
+
+    async def delete(
+        self, workspace_id: int, flt: Filter, *, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """(memories deleted, or that would be with dry_run; bytes freed, or that would be)."""
+        if dry_run:
+            return await self.db.read(count_txn, workspace_id, flt)
+        return await self.db.write(delete_txn, workspace_id, flt)
+
+    async def set_block(self, workspace_id: int, block_id: str, name: str | None) -> int:
+        """Name a block (None forgets its name); returns the time of the change."""
+        check_id(block_id, "blockId")
+        if name is not None:
+            check_id(name, "name")
+        now = self.clock()
+        await self.db.write(set_block_txn, workspace_id, block_id, name, now)
+        return now
+
+    async def list_blocks(
+        self, workspace_id: int, *, limit: int | None = None, cursor: str | None = None
+    ) -> tuple[list[Row], str | None]:
+        limit = self.page_limit(limit)
+        after = None
+        if cursor:
+            await self.cursors.load()
+            after = self.cursors.open(cursor, "blocks", workspace_id)
+            if not isinstance(after, str):
+                raise invalid_cursor()
+        rows = await self.db.read(sql.list_blocks, workspace_id, after, limit + 1)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            await self.cursors.load()
+            next_cursor = self.cursors.seal("blocks", workspace_id, rows[-1].block_id)
+        return rows, next_cursor
+
+    async def sweep_idempotency(self) -> int:
+        """Forget idempotency records past their time; returns how many."""
+        cutoff = self.clock() - int(self.settings.idempotency_ttl_seconds * 1000)
+        return await self.db.write(sql.sweep_idempotency, cutoff)

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
@@ -372,19 +383,22 @@ def _page_statement(by_conversation: bool, by_block: bool, by_name: bool):  # no
     # One conversation has few memories: find them by the unique (workspace, conversation,
     # block) index and sort, rather than walk every memory of the workspace in id order
     # (`id + 0` keeps SQLite's planner from choosing the latter).
-    order = M.id + 0 if by_conversation else M.id
+    order = M.id + literal_column("0") if by_conversation else M.id
     return (
         select(*_MEMORY_COLUMNS, B.name.label("block_name"))
         .select_from(_NAMED)
         .where(*conds, order > bindparam("after"))
         .order_by(order)
         .limit(bindparam("limit"))
+        # SQLite's LIMIT needs an OFFSET; a bound one keeps the statement free of literal
+        # values, as a prepared statement must be (storage/prepared.py).
+        .offset(bindparam("offset"))
     )
 
 
 # Built once per combination of filters (building a statement costs more than running it).
 _PAGES = {
-    (c, b, n): _page_statement(c, b, n)
+    (c, b, n): prepared(_page_statement(c, b, n))
     for c in (False, True)
     for b in (False, True)
     for n in (False, True)
@@ -405,6 +419,7 @@ def memory_page(
         "name": flt.block_name,
         "after": after,
         "limit": limit,
+        "offset": 0,
     }
     return list(conn.execute(stmt, params))
 
@@ -451,9 +466,27 @@ _TAILS = (
     .where(M.id.in_(bindparam("ids", expanding=True)))
     .order_by(MM.memory_id, MM.seq)
 )
+# The same for one memory, as a prepared statement (SQLite, where a statement is a function call
+# rather than a round trip: one per memory costs less than compiling the IN list of _TAILS).
+_TAIL = prepared(
+    select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT)
+    .where(
+        MM.memory_id == bindparam("id"),
+        MM.seq
+        >= select(M.next_seq - bindparam("n")).where(M.id == bindparam("id")).scalar_subquery(),
+    )
+    .order_by(MM.seq)
+)
 # The first message of each listed memory when it is a system message (for keepSystem).
 _SYSTEM_HEADS = select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT).where(
     MM.memory_id.in_(bindparam("ids", expanding=True)), MM.seq == 0, MM.role == "system"
+)
+_SYSTEM_HEAD = prepared(
+    select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT).where(
+        MM.memory_id == bindparam("id"),
+        MM.seq == literal_column("0"),
+        MM.role == literal_column("'system'"),
+    )
 )
 _RANGE = prepared(
     select(MM.memory_id, MM.seq, MM.role, MM.content)
@@ -474,12 +507,22 @@ def tails(conn: Connection, memory_ids: list[int], n: int, cap: int = NO_CAP) ->
     for messages of more than `cap` bytes."""
     if not memory_ids or n <= 0:
         return []
+    if conn.dialect.name == "sqlite":
+        rows: list[Row] = []
+        for memory_id in sorted(memory_ids):
+            rows.extend(conn.execute(_TAIL, {"id": memory_id, "n": n, "cap": cap}))
+        return rows
     return list(conn.execute(_TAILS, {"ids": memory_ids, "n": n, "cap": cap}))
 
 
 def system_heads(conn: Connection, memory_ids: list[int], cap: int = NO_CAP) -> list[Row]:
     if not memory_ids:
         return []
+    if conn.dialect.name == "sqlite":  # as in tails()
+        rows: list[Row] = []
+        for memory_id in sorted(memory_ids):
+            rows.extend(conn.execute(_SYSTEM_HEAD, {"id": memory_id, "cap": cap}))
+        return rows
     return list(conn.execute(_SYSTEM_HEADS, {"ids": memory_ids, "cap": cap}))
 
 

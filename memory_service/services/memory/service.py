@@ -220,13 +220,12 @@ class MemoryService:
         """Matching memories (every memory when `flt` is None), a page at a time."""
         limit = self.page_limit(limit)
         window = self.window(last_n, keep_system)
-        tag = _filter_tag(flt or Filter())
         after = 0
         if cursor:
             await self.cursors.load()
             # Sealed by this service for this workspace, so well-formed: [after id, filter tag].
             after, cursor_tag = self.cursors.open(cursor, "memories", workspace_id)
-            if cursor_tag != tag:
+            if cursor_tag != _filter_tag(flt or Filter()):
                 raise BadRequest(
                     "cursor belongs to a listing with other filters", code="invalid_cursor"
                 )
@@ -244,7 +243,9 @@ class MemoryService:
         next_cursor = None
         if next_after is not None:
             await self.cursors.load()
-            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
+            next_cursor = self.cursors.seal(
+                "memories", workspace_id, [next_after, _filter_tag(flt or Filter())]
+            )
         return memories, next_cursor
 
     async def messages(

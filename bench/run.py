@@ -225,6 +225,9 @@ class Suite:
     # scenario -> (other scenario, maximum cost ratio): this one's time per request (1/req/s,
     # and p50) at most that many times the other's, paired per round.
     costs: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # scenario -> (other scenario, maximum p99 ratio): this one's p99 latency at most that many
+    # times the other's, paired per round (issue 13: write p99 <= 2x the baseline insert's).
+    tails: dict[str, tuple[str, float]] = field(default_factory=dict)
     # name -> measurement run once after setup, before the rounds; its dict goes to the report.
     probes: dict[str, Callable[[Ctx], dict]] = field(default_factory=dict)
 
@@ -236,6 +239,7 @@ SUITES = {
         "baseline-insert",
         {"kv-set": 0.9, "kv-get": 2.0},
         costs={"kv-get": ("baseline-hello", 1 / 0.6)},  # kv-get >= 0.6x GET /hello
+        tails={"kv-set": ("baseline-insert", 2.0)},
     ),
     "baseline": Suite(["baseline-insert", "baseline-hello"], "baseline-insert", {}),
     # The access log, on by default, may cost at most 10% of any scenario.
@@ -273,9 +277,32 @@ SUITES = {
             "memory-last20-100k": ("memory-last20-10", 1.3),
             "memory-last20-10": ("baseline-read20", 1 / 0.8),  # >= 0.8x the raw read of 20 rows
         },
+        tails={
+            "memory-add": ("baseline-insert", 2.0),
+            "memory-append-10": ("baseline-insert", 2.0),
+        },
         probes={"read-100k-page-by-page": memory_bench.probe_read_memory},
     ),
 }
+
+
+def tail_verdicts(suite: Suite, results: dict[str, list[harness.WrkResult]]) -> list[dict]:
+    """Per-round p99 ratios (this one's / the other's), medians over rounds."""
+    out = []
+    for name, (other, limit) in suite.tails.items():
+        ratio = harness.median(
+            [r.p99_ms / o.p99_ms for r, o in zip(results[name], results[other], strict=True)]
+        )
+        out.append(
+            {
+                "scenario": name,
+                "against": other,
+                "max_p99_ratio": limit,
+                "p99_ratio": ratio,
+                "verdict": "PASS" if ratio <= limit else "MISS",
+            }
+        )
+    return out
 
 
 def cost_verdicts(suite: Suite, results: dict[str, list[harness.WrkResult]]) -> list[dict]:
@@ -514,6 +541,14 @@ def main() -> None:
                 f"  {c['scenario']} vs {c['against']}: {c['cost_ratio_rps']:.2f}x by req/s, "
                 f"{c['cost_ratio_p50']:.2f}x by p50 (<= {c['max_cost_ratio']:.2f}x)  {c['verdict']}"
             )
+    tails = tail_verdicts(suite, results)
+    if tails:
+        print("\ntails (median of per-round p99 ratios):")
+        for t in tails:
+            print(
+                f"  {t['scenario']} p99 vs {t['against']}: {t['p99_ratio']:.2f}x"
+                f" (<= {t['max_p99_ratio']:.2f}x)  {t['verdict']}"
+            )
     for probe_name, figures in probes.items():
         print(f"\nprobe {probe_name}:")
         for k, v in figures.items():
@@ -526,6 +561,7 @@ def main() -> None:
             "summary": summary,
             "targets": targets,
             "costs": costs,
+            "tails": tails,
             "probes": probes,
             "memory": rss,
             "runs": {

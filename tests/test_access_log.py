@@ -29,14 +29,19 @@ def _through_logging(entry: tuple[float, AccessEntry]) -> dict:
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("memory_service.access")
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.DEBUG
+    # Enabled whatever earlier tests left behind; setLevel, not `.level =`, so that the
+    # logger's cached answers to isEnabledFor are dropped too.
+    old_level, old_disabled = logger.level, logger.disabled
+    logger.setLevel(logging.DEBUG)
+    logger.disabled = False
     token = request_id_var.set(request_id)
     try:
         LoggerAccessLog().record(entry[1])
     finally:
         request_id_var.reset(token)
         logger.removeHandler(handler)
-        logger.level = old_level
+        logger.setLevel(old_level)
+        logger.disabled = old_disabled
     return json.loads(stream.getvalue())
 
 

@@ -7,6 +7,7 @@ middleware only for requests that reached a route.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -29,13 +30,32 @@ UNMATCHED = "unmatched"  # the route label of requests that no route matched
 _QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+class RequestIds:
+    """Fresh request ids: 16 random hex digits per process, then a 16-digit counter. Unique
+    like uuid4 (the random part tells processes and restarts apart) without a random read per
+    request; a forked worker draws its own random part."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._prefix = os.urandom(8).hex()
+            self._counter = itertools.count()
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]], fresh: RequestIds) -> str:
+    """The client's X-Request-ID when it is sane, else a fresh one."""
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
             if _SANE_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return os.urandom(16).hex()  # as random as uuid4, without building a UUID
+    return fresh()
 
 
 class ObserveMiddleware:
@@ -44,13 +64,14 @@ class ObserveMiddleware:
         self.metrics = metrics
         # None when MEMORY_ACCESS_LOG=off (operators who log requests at a proxy).
         self.access_log = access_log
+        self.request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = perf_counter()
-        request_id = request_id_of(scope["headers"])
+        request_id = request_id_of(scope["headers"], self.request_ids)
         token = request_id_var.set(request_id)
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500  # if the app fails before answering, the server answers 500

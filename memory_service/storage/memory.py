@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -29,7 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
-from .prepared import prepared
+from .prepared import prepared, records
 
 M = memory_t.c
 MM = memory_message_t.c
@@ -329,6 +330,27 @@ def sweep_idempotency(conn: Connection, cutoff: int) -> int:
 
 # --- reads ---------------------------------------------------------------------------------------
 
+
+class MemoryRecord(NamedTuple):
+    """A memory as reads give it: its row and its block's registered name."""
+
+    id: int
+    conversation_id: str
+    block_id: str
+    next_seq: int
+    message_count: int
+    created_at: int
+    updated_at: int
+    block_name: str | None
+
+
+class MessageRecord(NamedTuple):
+    memory_id: int
+    seq: int
+    role: str
+    content: bytes | None  # None only from a capped read: larger than the cap
+
+
 _MEMORY_COLUMNS = (
     M.id,
     M.conversation_id,
@@ -398,7 +420,7 @@ def _page_statement(by_conversation: bool, by_block: bool, by_name: bool):  # no
 
 # Built once per combination of filters (building a statement costs more than running it).
 _PAGES = {
-    (c, b, n): prepared(_page_statement(c, b, n))
+    (c, b, n): prepared(_page_statement(c, b, n), MemoryRecord)
     for c in (False, True)
     for b in (False, True)
     for n in (False, True)
@@ -407,7 +429,7 @@ _PAGES = {
 
 def memory_page(
     conn: Connection, workspace_id: int, flt: Filter, after: int, limit: int
-) -> list[Row]:
+) -> list[MemoryRecord]:
     """Memories with id > after, in id order, each with its block's registered name."""
     stmt = _PAGES[
         (flt.conversation_id is not None, flt.block_id is not None, flt.block_name is not None)
@@ -421,7 +443,7 @@ def memory_page(
         "limit": limit,
         "offset": 0,
     }
-    return list(conn.execute(stmt, params))
+    return records(conn, stmt, params)
 
 
 _MEMORY_BY_PAIR = prepared(
@@ -431,24 +453,28 @@ _MEMORY_BY_PAIR = prepared(
         M.workspace_id == bindparam("ws"),
         M.conversation_id == bindparam("conv"),
         M.block_id == bindparam("block"),
-    )
+    ),
+    MemoryRecord,
 )
 _MEMORY_BY_ID = prepared(
     select(*_MEMORY_COLUMNS, B.name.label("block_name"))
     .select_from(_NAMED)
-    .where(M.workspace_id == bindparam("ws"), M.id == bindparam("id"))
+    .where(M.workspace_id == bindparam("ws"), M.id == bindparam("id")),
+    MemoryRecord,
 )
 
 
 def memory_by_pair(
     conn: Connection, workspace_id: int, conversation_id: str, block_id: str
-) -> Row | None:
+) -> MemoryRecord | None:
     params = {"ws": workspace_id, "conv": conversation_id, "block": block_id}
-    return conn.execute(_MEMORY_BY_PAIR, params).first()
+    found = records(conn, _MEMORY_BY_PAIR, params)
+    return found[0] if found else None
 
 
-def memory_by_id(conn: Connection, workspace_id: int, memory_id: int) -> Row | None:
-    return conn.execute(_MEMORY_BY_ID, {"ws": workspace_id, "id": memory_id}).first()
+def memory_by_id(conn: Connection, workspace_id: int, memory_id: int) -> MemoryRecord | None:
+    found = records(conn, _MEMORY_BY_ID, {"ws": workspace_id, "id": memory_id})
+    return found[0] if found else None
 
 
 # The newest `n` messages of each listed memory, in one query: a primary-key range per memory.
@@ -475,7 +501,8 @@ _TAIL = prepared(
         MM.seq
         >= select(M.next_seq - bindparam("n")).where(M.id == bindparam("id")).scalar_subquery(),
     )
-    .order_by(MM.seq)
+    .order_by(MM.seq),
+    MessageRecord,
 )
 # The first message of each listed memory when it is a system message (for keepSystem).
 _SYSTEM_HEADS = select(MM.memory_id, MM.seq, MM.role, _CAPPED_CONTENT).where(
@@ -486,7 +513,8 @@ _SYSTEM_HEAD = prepared(
         MM.memory_id == bindparam("id"),
         MM.seq == literal_column("0"),
         MM.role == literal_column("'system'"),
-    )
+    ),
+    MessageRecord,
 )
 _RANGE = prepared(
     select(MM.memory_id, MM.seq, MM.role, MM.content)
@@ -495,40 +523,45 @@ _RANGE = prepared(
         MM.seq >= bindparam("lo"),
         MM.seq < bindparam("hi"),
     )
-    .order_by(MM.seq)
+    .order_by(MM.seq),
+    MessageRecord,
 )
 
 
 NO_CAP = 2**31 - 1  # (size is an INTEGER column)
 
 
-def tails(conn: Connection, memory_ids: list[int], n: int, cap: int = NO_CAP) -> list[Row]:
+def tails(
+    conn: Connection, memory_ids: list[int], n: int, cap: int = NO_CAP
+) -> list[MessageRecord]:
     """The last `n` messages of each memory, ordered by (memory_id, seq); `content` is None
     for messages of more than `cap` bytes."""
     if not memory_ids or n <= 0:
         return []
     if conn.dialect.name == "sqlite":
-        rows: list[Row] = []
+        rows: list[MessageRecord] = []
         for memory_id in sorted(memory_ids):
-            rows.extend(conn.execute(_TAIL, {"id": memory_id, "n": n, "cap": cap}))
+            rows.extend(records(conn, _TAIL, {"id": memory_id, "n": n, "cap": cap}))
         return rows
-    return list(conn.execute(_TAILS, {"ids": memory_ids, "n": n, "cap": cap}))
+    found = conn.execute(_TAILS, {"ids": memory_ids, "n": n, "cap": cap})
+    return [MessageRecord._make(r) for r in found]
 
 
-def system_heads(conn: Connection, memory_ids: list[int], cap: int = NO_CAP) -> list[Row]:
+def system_heads(conn: Connection, memory_ids: list[int], cap: int = NO_CAP) -> list[MessageRecord]:
     if not memory_ids:
         return []
     if conn.dialect.name == "sqlite":  # as in tails()
-        rows: list[Row] = []
+        rows: list[MessageRecord] = []
         for memory_id in sorted(memory_ids):
-            rows.extend(conn.execute(_SYSTEM_HEAD, {"id": memory_id, "cap": cap}))
+            rows.extend(records(conn, _SYSTEM_HEAD, {"id": memory_id, "cap": cap}))
         return rows
-    return list(conn.execute(_SYSTEM_HEADS, {"ids": memory_ids, "cap": cap}))
+    found = conn.execute(_SYSTEM_HEADS, {"ids": memory_ids, "cap": cap})
+    return [MessageRecord._make(r) for r in found]
 
 
-def message_range(conn: Connection, memory_id: int, lo: int, hi: int) -> list[Row]:
+def message_range(conn: Connection, memory_id: int, lo: int, hi: int) -> list[MessageRecord]:
     """Messages with lo <= seq < hi, in order."""
-    return list(conn.execute(_RANGE, {"id": memory_id, "lo": lo, "hi": hi}))
+    return records(conn, _RANGE, {"id": memory_id, "lo": lo, "hi": hi})
 
 
 # --- deletes -------------------------------------------------------------------------------------

@@ -19,21 +19,34 @@ from sqlalchemy.sql import Executable
 
 S = TypeVar("S", bound=Executable)
 
-# id(statement) -> [statement, compiled form or None]. The statement is held, so its id is never
-# reused by another object.
+# id(statement) -> [statement, compiled form or None, record type or None]. The statement is
+# held, so its id is never reused by another object.
 _REGISTRY: dict[int, list[Any]] = {}
 
 
-def prepared(stmt: S) -> S:
-    """Mark a statement built once (at import) as one to run on the driver on SQLite."""
-    _REGISTRY[id(stmt)] = [stmt, None]
+def prepared(stmt: S, record: type[tuple] | None = None) -> S:
+    """Mark a statement built once (at import) as one to run on the driver on SQLite.
+
+    `record` (a NamedTuple whose fields are the statement's columns, in order) is the type of its
+    rows on every database when read with `records()`."""
+    _REGISTRY[id(stmt)] = [stmt, None, record]
     return stmt
+
+
+def records(conn: Any, stmt: Executable, params: Any = None) -> list:
+    """The rows of a prepared statement as its record type: made by the driver's fetch on the
+    prepared path, converted from SQLAlchemy's rows otherwise."""
+    result = conn.execute(stmt, params)
+    if isinstance(result, RawResult):
+        return result._rows
+    record = _REGISTRY[id(stmt)][2]
+    return [record._make(r) for r in result] if record is not None else list(result)
 
 
 class _Compiled:
     __slots__ = ("sql", "names", "row_type")
 
-    def __init__(self, stmt: Executable, dialect: Any) -> None:
+    def __init__(self, stmt: Executable, dialect: Any, record: type[tuple] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect)
         binds = compiled.binds
         if compiled.positiontup is None or any(
@@ -44,7 +57,11 @@ class _Compiled:
         self.sql = str(compiled)
         self.names = tuple(binds[name].key for name in compiled.positiontup)
         keys = [col[0] for col in compiled._result_columns] if compiled._result_columns else []
-        self.row_type = namedtuple("Row", keys, rename=True) if keys else None
+        if record is not None and list(record._fields) != keys:  # type: ignore[attr-defined]
+            raise ValueError(
+                f"{record.__name__} fields {record._fields} are not the columns {keys}"
+            )  # type: ignore[attr-defined]
+        self.row_type = record or (namedtuple("Row", keys, rename=True) if keys else None)
 
 
 class RawResult:
@@ -98,7 +115,7 @@ class FastConnection:
             return self.sa.execute(stmt, params)
         compiled = entry[1]
         if compiled is None:
-            compiled = entry[1] = _Compiled(stmt, self.dialect)
+            compiled = entry[1] = _Compiled(stmt, self.dialect, entry[2])
         names = compiled.names
         if isinstance(params, Sequence) and not isinstance(params, dict):
             cur = self.raw.executemany(compiled.sql, [[p[n] for n in names] for p in params])

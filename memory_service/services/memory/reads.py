@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection, Row
+from collections.abc import Sequence
+
+from sqlalchemy.engine import Connection
 
 from ...storage import memory as sql
-from ...storage.memory import Filter
+from ...storage.memory import Filter, MemoryRecord, MessageRecord
 from ..errors import Conflict, NotFound
 from .results import MemoryOut, MessageOut, MessagePage, Window, memory_out, messages_of
 
@@ -19,6 +21,29 @@ def _snapshot(conn: Connection) -> None:
     """Make the statements of a read see one snapshot (PostgreSQL; SQLite reads already do)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def _pick(
+    rows: Sequence[MemoryRecord], limit: int, window: Window, budget: int
+) -> tuple[list[MemoryRecord], bool, int]:
+    """The memories of a page: at most `limit`, and no more messages than `budget` once one is
+    in; returns (picked, more to come, messages in their windows)."""
+    more = len(rows) > limit
+    picked: list[MemoryRecord] = []
+    total = 0
+    for row in rows[:limit]:
+        size = min(row.message_count, window.size)
+        if picked and total + size > budget:
+            more = True
+            break
+        picked.append(row)
+        total += size
+    return picked, more, total
+
+
+def _message(r: MessageRecord) -> MessageOut:
+    assert r.content is not None  # (a capped read gives up on large ones before this)
+    return MessageOut(r.seq, r.role, r.content.decode("utf-8"))
 
 
 def read_page_txn(
@@ -38,16 +63,7 @@ def read_page_txn(
     """
     _snapshot(conn)
     rows = sql.memory_page(conn, workspace_id, flt, after, limit + 1)
-    more = len(rows) > limit
-    picked: list[Row] = []
-    total = 0
-    for row in rows[:limit]:
-        size = min(row.message_count, window.size)
-        if picked and total + size > budget:
-            more = True
-            break
-        picked.append(row)
-        total += size
+    picked, more, total = _pick(rows, limit, window, budget)
     if not picked:
         return [], None
     if inline and total + (len(picked) if window.keep_system else 0) > INLINE_MESSAGES:
@@ -62,9 +78,9 @@ def read_page_txn(
     if inline and any(r.content is None for r in (*found, *heads)):  # a large one: in a thread
         return None
     for r in found:
-        by_id[r.memory_id].append(MessageOut(r.seq, r.role, r.content.decode("utf-8")))
+        by_id[r.memory_id].append(_message(r))
     for r in heads:
-        by_id[r.memory_id].insert(0, MessageOut(r.seq, r.role, r.content.decode("utf-8")))
+        by_id[r.memory_id].insert(0, _message(r))
     memories = [memory_out(row, by_id[row.id], starts[row.id]) for row in picked]
     return memories, (picked[-1].id if more else None)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Row
-
+from ...storage.memory import MemoryRecord, MessageRecord
 from .ids import memory_key
 
 
@@ -49,7 +48,7 @@ class Window:
     keep_system: bool
 
 
-def memory_out(row: Row, messages: list[MessageOut], window_start: int) -> MemoryOut:
+def memory_out(row: MemoryRecord, messages: list[MessageOut], window_start: int) -> MemoryOut:
     return MemoryOut(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -63,5 +62,5 @@ def memory_out(row: Row, messages: list[MessageOut], window_start: int) -> Memor
     )
 
 
-def messages_of(rows: Sequence[Row]) -> list[MessageOut]:
+def messages_of(rows: Sequence[MessageRecord]) -> list[MessageOut]:
     return [MessageOut(r.seq, r.role, r.content.decode("utf-8")) for r in rows]

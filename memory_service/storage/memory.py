@@ -256,19 +256,41 @@ def sweep_workspace_idempotency(conn: Connection, workspace_id: int, cutoff: int
     ).rowcount
 
 
-def list_blocks(conn: Connection, workspace_id: int, after: str | None, limit: int) -> list[Row]:
+class BlockRecord(NamedTuple):
+    """A block registry entry."""
+
+    block_id: str
+    name: str | None
+    updated_at: int
+
+
+def list_blocks(
+    conn: Connection, workspace_id: int, after: str | None, limit: int
+) -> list[BlockRecord]:
     stmt = select(B.block_id, B.name, B.updated_at).where(B.workspace_id == workspace_id)
     if after is not None:
         stmt = stmt.where(B.block_id > after)
-    return list(conn.execute(stmt.order_by(B.block_id).limit(limit)))
+    return [BlockRecord._make(r) for r in conn.execute(stmt.order_by(B.block_id).limit(limit))]
 
 
 # --- idempotency ---------------------------------------------------------------------------------
 
+
+class IdempotencyRecord(NamedTuple):
+    """What an add with an Idempotency-Key appended, kept to answer its retries."""
+
+    memory_id: int
+    first_seq: int
+    count: int
+    request_hash: str | None
+    created_at: int
+
+
 _IDEM_GET = prepared(
     select(I.memory_id, I.first_seq, I.count, I.request_hash, I.created_at).where(
         I.workspace_id == bindparam("ws"), I.key == bindparam("key")
-    )
+    ),
+    IdempotencyRecord,
 )
 _IDEM_DELETE = delete(memory_idempotency_t).where(
     I.workspace_id == bindparam("ws"), I.key == bindparam("key")
@@ -292,8 +314,9 @@ _IDEM_INSERT = prepared(
 _IDEM_SWEEP = delete(memory_idempotency_t).where(I.created_at <= bindparam("cutoff"))
 
 
-def idempotency_record(conn: Connection, workspace_id: int, key: str) -> Row | None:
-    return conn.execute(_IDEM_GET, {"ws": workspace_id, "key": key}).first()
+def idempotency_record(conn: Connection, workspace_id: int, key: str) -> IdempotencyRecord | None:
+    found = records(conn, _IDEM_GET, {"ws": workspace_id, "key": key})
+    return found[0] if found else None
 
 
 def forget_idempotency(conn: Connection, workspace_id: int, key: str) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from ...storage import kv as kv_sql
 from ...storage import memory as sql
+from ...storage.memory import IdempotencyRecord
 from ..errors import Conflict, RateLimited
 from ..kv import charge
 from .results import MemoryOut, MessageOut, memory_out, messages_of
@@ -106,7 +107,7 @@ def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
     )
 
 
-def _replay(conn: Connection, req: AddRequest, record: Row) -> MemoryOut:
+def _replay(conn: Connection, req: AddRequest, record: IdempotencyRecord) -> MemoryOut:
     """The answer of the add that first used this idempotency key; appends nothing."""
     if record.request_hash != req.request_hash:
         raise Conflict(

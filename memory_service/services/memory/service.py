@@ -10,13 +10,11 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.engine import Row
-
 from ...clock import now_ms
 from ...settings import Settings
 from ...storage import memory as sql
 from ...storage.database import Database
-from ...storage.memory import Filter
+from ...storage.memory import BlockRecord, Filter
 from ...storage.pg_batch import PgBatcher
 from ..cursors import Cursors, invalid_cursor
 from ..errors import BadRequest, TooLarge
@@ -299,7 +297,7 @@ class MemoryService:
 
     async def list_blocks(
         self, workspace_id: int, *, limit: int | None = None, cursor: str | None = None
-    ) -> tuple[list[Row], str | None]:
+    ) -> tuple[list[BlockRecord], str | None]:
         limit = self.page_limit(limit)
         after = None
         if cursor:

@@ -50,3 +50,17 @@ def conversation_of(conversation_id: str | None, legacy_id: str | None) -> str |
         )
     value = conversation_id if conversation_id is not None else legacy_id
     return None if value is None else check_id(value, "conversationId")
+
+
+def memory_pair(
+    conversation_id: str | None, legacy_id: str | None, block_id: str | None
+) -> tuple[str, str]:
+    """(conversationId, blockId) of one memory: the conversation is required, the block
+    defaults to `default`."""
+    conv = conversation_of(conversation_id, legacy_id)
+    if conv is None:
+        raise BadRequest(
+            "conversationId is required (or its legacy alias id)",
+            code="missing_conversation_id",
+        )
+    return conv, DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")

@@ -21,7 +21,7 @@ from ..errors import BadRequest, TooLarge
 from ..metrics import Metrics
 from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
-from .ids import DEFAULT_BLOCK, IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of
+from .ids import IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_pair
 from .pg_add import one_plain_message, pg_add
 from .reads import messages_txn, read_page_txn
 from .results import MemoryOut, MessagePage, Window
@@ -163,13 +163,7 @@ class MemoryService:
     ) -> tuple[MemoryOut, bool]:
         """Append one message or a batch, atomically and in order. Returns (memory, replayed):
         the memory's `messages` are those this add appended (more with `last_n`)."""
-        conv = conversation_of(conversation_id, legacy_id)
-        if conv is None:
-            raise BadRequest(
-                "conversationId is required (or its legacy alias id)",
-                code="missing_conversation_id",
-            )
-        block = DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")
+        conv, block = memory_pair(conversation_id, legacy_id, block_id)
         name = None if block_name is None else check_id(block_name, "blockName")
         msgs = self._checked_messages(role, content, messages)
         window = self.window(last_n, keep_system)
@@ -256,13 +250,7 @@ class MemoryService:
         cursor: str | None = None,
         limit: int | None = None,
     ) -> MessagePage:
-        conv = conversation_of(conversation_id, legacy_id)
-        if conv is None:
-            raise BadRequest(
-                "conversationId is required (or its legacy alias id)",
-                code="missing_conversation_id",
-            )
-        block = DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")
+        conv, block = memory_pair(conversation_id, legacy_id, block_id)
         page = self.settings.max_message_page
         if limit is None:
             limit = page

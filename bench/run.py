@@ -345,10 +345,10 @@ def start_baseline(tmp: Path) -> Server:
     return harness.start_server("baseline", cmd, port, tmp / "baseline.log")
 
 
-def create_service_db(tmp: Path) -> tuple[Path, str]:
-    """The service's database with a `bench` workspace, made with the CLI as a user would;
-    returns the file and the workspace's key."""
-    exe = service_exe()
+def create_service_db(tmp: Path, exe: str | None = None) -> tuple[Path, str]:
+    """The service's database with a `bench` workspace, made with the CLI (`exe`, else this
+    checkout's) as a user would; returns the file and the workspace's key."""
+    exe = exe or service_exe()
     db = tmp / "ms.db"
     env = {**os.environ, "XDG_DATA_HOME": str(tmp)}  # nothing outside the temp dir
     # A quota of 1 TiB: the quota must never refuse a benchmark write.
@@ -376,15 +376,17 @@ def service_exe() -> str:
     return found
 
 
-def start_service(tmp: Path, name: str, db: Path) -> Server:
+def start_service(tmp: Path, name: str, db: Path, exe: str | None = None) -> Server:
     """`memory-service serve` with the settings a user gets (the access log on), or, for
-    `service-nolog`, with MEMORY_ACCESS_LOG=off: what the log costs is the ratio of the two."""
+    `service-nolog`, with MEMORY_ACCESS_LOG=off: what the log costs is the ratio of the two.
+    `exe`: another install's `memory-service` (bench/compare.py), else this checkout's."""
     env = {**os.environ, "XDG_DATA_HOME": str(tmp)}
     if name == NOLOG:
         env["MEMORY_ACCESS_LOG"] = "off"
     port = harness.free_port()
     url = f"sqlite+aiosqlite:///{db}"
-    cmd = [service_exe(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url"]
+    cmd = [exe or service_exe(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd.append("--database-url")
     return harness.start_server(name, [*cmd, url], port, tmp / f"{name}.log", env=env)
 
 

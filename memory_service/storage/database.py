@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ..errors import StorageUnavailable
 from ..settings import Settings
 from .prepared import FastConnection
 
@@ -38,11 +39,6 @@ log = logging.getLogger("memory_service.storage")
 # "database is locked" and other driver-level faults: SQLAlchemy's for statements it runs, the
 # driver's own for the prepared statements that run straight on it (storage/prepared.py).
 DRIVER_ERRORS = (OperationalError, sqlite3.OperationalError)
-
-
-class StorageUnavailable(Exception):
-    """The database cannot take writes in this process (its writer has stopped): answered 503,
-    at once, rather than left waiting for a commit that will never come."""
 
 
 def sync_sqlite_url(url: str) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from memory_service.settings import sqlite_url
 from tests.conftest import ADMIN_TOKEN, stored_bytes
 from tests.support.load import Req, fire, flat, spread
 from tests.support.server import LiveServer, remember_key
@@ -19,20 +17,9 @@ PROCESSES = 5
 CLIENTS = 10  # per process: 50 writers in all
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, str]]:
-    base = tmp_path_factory.mktemp("live")
-    if request.param == "sqlite":
-        url = sqlite_url(base / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"conc_{uuid.uuid4().hex[:12]}")
-    server = LiveServer(url, base).start()
-    try:
-        yield server, url
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> tuple[LiveServer, str]:
+    return live_server, live_server.database_url
 
 
 async def new_workspace(server: LiveServer, quota: int | None = None) -> tuple[str, dict]:

@@ -63,13 +63,6 @@ def workspace_routes(app: Litestar) -> list[tuple[str, str, str]]:
     return [r for r in routes(app, owners) if not r[1].startswith("/api/tools/manifest")]
 
 
-@pytest.fixture
-async def sqlite_app(sqlite_database_url: str):  # noqa: ANN201
-    made, app = await make_api(sqlite_database_url)
-    async with made.client:
-        yield made, app
-
-
 async def test_every_workspace_route_refuses_a_missing_or_bad_key(database_url: str) -> None:
     # Failed credentials from one address are bounded (429 past a burst): not what this tests.
     api, app = await make_api(database_url, auth_failure_burst=10_000)
@@ -105,8 +98,7 @@ async def test_every_workspace_route_refuses_a_missing_or_bad_key(database_url: 
         assert (r.status_code, r.content) == (200, b"kept")
 
 
-async def deny(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    connection.scope.setdefault("denied", []).append(handler.operation_id)  # type: ignore[misc]
+async def deny(_connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     raise PermissionDeniedException(DENIED)
 
 
@@ -122,13 +114,27 @@ async def assert_denied(api: Api, method: str, path: str, headers: dict[str, str
         }
 
 
-async def test_a_guard_on_the_kv_controller_reaches_every_kv_route(
-    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made, _ = await make_api(sqlite_database_url)
+async def with_stored_value(database_url: str) -> dict[str, str]:
+    """A workspace holding k = v, made before any guard is set; its key's headers."""
+    made, _ = await make_api(database_url)
     async with made.client:
         key = await made.workspace("guarded")
         assert (await made.client.put("/api/kv/k", content=b"v", headers=key)).status_code == 201
+    return key
+
+
+async def assert_unchanged(database_url: str, key: dict[str, str]) -> None:
+    """The refused writes changed nothing (read with no guard set)."""
+    api, _ = await make_api(database_url)
+    async with api.client:
+        r = await api.client.get("/api/kv/k", headers=key)
+        assert (r.status_code, r.content) == (200, b"v")
+
+
+async def test_a_guard_on_the_kv_controller_reaches_every_kv_route(
+    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await with_stored_value(sqlite_database_url)
     monkeypatch.setattr(KvController, "guards", [deny])
     api, app = await make_api(sqlite_database_url)
     async with api.client:
@@ -140,25 +146,20 @@ async def test_a_guard_on_the_kv_controller_reaches_every_kv_route(
         r = await api.client.get("/api/memory?conversationId=c", headers=key)
         assert r.status_code == 200, r.text
     monkeypatch.undo()
-    # And the refused writes changed nothing.
-    api, _ = await make_api(sqlite_database_url)
-    async with api.client:
-        r = await api.client.get("/api/kv/k", headers=key)
-        assert (r.status_code, r.content) == (200, b"v")
+    await assert_unchanged(sqlite_database_url, key)
 
 
 async def test_an_app_guard_reaches_the_kv_fast_path(
     sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made, _ = await make_api(sqlite_database_url)
-    async with made.client:
-        key = await made.workspace("app-guarded")
-        assert (await made.client.put("/api/kv/k", content=b"v", headers=key)).status_code == 201
+    key = await with_stored_value(sqlite_database_url)
     monkeypatch.setattr(app_module, "Litestar", functools.partial(Litestar, guards=[deny]))
     api, app = await make_api(sqlite_database_url)
     async with api.client:
         for method, path, _ in workspace_routes(app):
             await assert_denied(api, method, path, key)
+    monkeypatch.undo()
+    await assert_unchanged(sqlite_database_url, key)
 
 
 def test_the_kv_controller_has_no_dependency_the_fast_path_skips() -> None:

@@ -1,36 +1,4 @@
 """Exceptions of the Python client. They live in `memory_service.wire.errors`, beside the tool
 messages that raise some of them on both sides; this module keeps the import path users know."""
 
-from ..wire.errors import (
-    AuthError,
-    BadRequestError,
-    ConflictError,
-    MemoryServiceError,
-    NotFoundError,
-    OutputError,
-    PreconditionFailedError,
-    QuotaExceededError,
-    RateLimitedError,
-    ServerError,
-    StreamError,
-    TooLargeError,
-    ToolError,
-    error_for_status,
-)
-
-__all__ = [
-    "AuthError",
-    "BadRequestError",
-    "ConflictError",
-    "MemoryServiceError",
-    "NotFoundError",
-    "OutputError",
-    "PreconditionFailedError",
-    "QuotaExceededError",
-    "RateLimitedError",
-    "ServerError",
-    "StreamError",
-    "TooLargeError",
-    "ToolError",
-    "error_for_status",
-]
+from ..wire.errors import *  # noqa: F403

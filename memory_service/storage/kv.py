@@ -104,17 +104,21 @@ _ENTRY_META = prepared(
 )
 # The value only when it is at most :inline bytes (SQLite's length() of a blob reads no
 # content), so that a large value is fetched separately, off the event loop.
+_LIVE_ENTRY = (E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
+_ENTRY_HEADERS = (
+    (E.size - func.length(E.key)).label("value_size"),
+    E.content_type,
+    E.version,
+    E.expires_at,
+    E.updated_at,
+)
 _GET_ENTRY = prepared(
     select(
         case((E.size - func.length(E.key) <= bindparam("inline"), E.value), else_=None).label(
             "value"
         ),
-        (E.size - func.length(E.key)).label("value_size"),
-        E.content_type,
-        E.version,
-        E.expires_at,
-        E.updated_at,
-    ).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
+        *_ENTRY_HEADERS,
+    ).where(*_LIVE_ENTRY)
 )
 _GET_VALUE = prepared(
     select(E.value).where(
@@ -123,15 +127,7 @@ _GET_VALUE = prepared(
         E.version == bindparam("version"),
     )
 )
-_HEAD_ENTRY = prepared(
-    select(
-        (E.size - func.length(E.key)).label("value_size"),
-        E.content_type,
-        E.version,
-        E.expires_at,
-        E.updated_at,
-    ).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
-)
+_HEAD_ENTRY = prepared(select(*_ENTRY_HEADERS).where(*_LIVE_ENTRY))
 _LOCK_ACCOUNT_WITH_ENTRY = prepared(
     select(W.used_bytes, W.quota_bytes, W.version_seq, E.id, E.size, E.version, E.expires_at)
     .select_from(

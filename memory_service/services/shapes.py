@@ -41,7 +41,7 @@ def kv_item(entry: ListedEntry) -> KvItem:
         content_type=entry.content_type,
         version=entry.version,
         etag=etag(entry.version),
-        updated_at=iso(entry.updated_at),  # type: ignore[arg-type]  # never None for an int
+        updated_at=iso(entry.updated_at),
         expires_at=iso(entry.expires_at),
     )
 
@@ -79,8 +79,8 @@ def memory_item(m: MemoryOut) -> MemoryItem:
         block_name=m.block_name,
         data=[message_out(x) for x in m.messages],
         message_count=m.message_count,
-        created_at=iso(m.created_at),  # type: ignore[arg-type]
-        updated_at=iso(m.updated_at),  # type: ignore[arg-type]
+        created_at=iso(m.created_at),
+        updated_at=iso(m.updated_at),
         data_cursor=m.data_cursor,
     )
 

@@ -15,6 +15,7 @@ from memory_service.app import create_app
 from memory_service.clock import now_ms
 from memory_service.settings import Settings, sqlite_url
 from memory_service.storage.migrations import upgrade
+from tests.support.live import live_server  # noqa: F401  (the live-server fixture, for every test)
 from tests.support.pgserver import PgServer, pg_wanted
 
 ADMIN_TOKEN = "memory-service-test-admin-token-0123456789"

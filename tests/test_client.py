@@ -23,7 +23,7 @@ from memory_service.client import (
     ToolError,
 )
 from memory_service.settings import sqlite_url
-from memory_service.tools import messages as m
+from memory_service.wire import messages as m
 from tests.support.live import new_workspace
 from tests.support.server import LiveServer
 

@@ -7,7 +7,7 @@ import pytest
 
 from memory_service.client import StreamError
 from memory_service.client._protocol import NdjsonParser, SseParser
-from memory_service.tools import messages as m
+from memory_service.wire import messages as m
 
 MESSAGES = [
     m.text("héllo\nwörld"),

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import stored_bytes
 from tests.support.crashload import Load, MemoryExpectation, digest, read_journals
-from tests.support.replicas import all_messages
+from tests.support.load import all_messages
 from tests.support.server import LiveServer, create_workspace
 
 MIN_ACKED_BEFORE_KILL = 150

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from memory_service.settings import sqlite_url
 from tests.conftest import ADMIN_TOKEN
-from tests.support.server import LiveServer, create_workspace
+from tests.support.server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("MEMORY_FUZZ_EXAMPLES", "25"))
@@ -73,20 +71,11 @@ class Target:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def target(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Target]:
-    base = tmp_path_factory.mktemp("fuzz")
-    if request.param == "sqlite":
-        url = sqlite_url(base / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"fuzz_{uuid.uuid4().hex[:8]}")
-    create_workspace(url, "seed")  # migrates
-    with LiveServer(url, base) as server:
-        target = Target(server, url)
-        target.ensure_workspace()
-        yield target
+@pytest.fixture(scope="module")
+def target(live_server: LiveServer) -> Target:
+    target = Target(live_server, live_server.database_url)
+    target.ensure_workspace()
+    return target
 
 
 @schema.parametrize()

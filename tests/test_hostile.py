@@ -579,7 +579,7 @@ async def test_a_locked_inline_read_falls_back_to_a_reader_thread(sqlite_databas
 async def test_a_dead_writer_fails_writes_fast_and_ready_says_503(sqlite_api: Api) -> None:
     import asyncio
 
-    from memory_service.storage.database import StorageUnavailable
+    from memory_service.errors import StorageUnavailable
 
     api = sqlite_api
     c = api.client

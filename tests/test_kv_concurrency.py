@@ -5,34 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from memory_service.settings import sqlite_url
 from tests.conftest import ADMIN_TOKEN, stored_bytes
-from tests.support.load import Req, fire, flat, spread
+from tests.support.load import Answer, Call, fire
 from tests.support.server import LiveServer, remember_key
 
 PROCESSES = 5
 CLIENTS = 10  # per process: 50 writers in all
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, str]]:
-    base = tmp_path_factory.mktemp("live")
-    if request.param == "sqlite":
-        url = sqlite_url(base / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"conc_{uuid.uuid4().hex[:12]}")
-    server = LiveServer(url, base).start()
-    try:
-        yield server, url
-    finally:
-        server.stop()
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> tuple[LiveServer, str]:
+    return live_server, live_server.database_url
 
 
 async def new_workspace(server: LiveServer, quota: int | None = None) -> tuple[str, dict]:
@@ -48,9 +35,8 @@ async def new_workspace(server: LiveServer, quota: int | None = None) -> tuple[s
     return name, {"Authorization": f"Bearer {remember_key(r.json()['key'])}"}
 
 
-async def run(server: LiveServer, reqs: list[Req]) -> list:
-    results = await asyncio.to_thread(fire, server.url, spread(reqs, PROCESSES))
-    return flat(results, PROCESSES)
+async def run(server: LiveServer, calls: list[Call]) -> list[Answer]:
+    return await asyncio.to_thread(fire, calls, PROCESSES, base_url=server.url)
 
 
 async def test_compare_and_set_has_exactly_one_winner(live: tuple[LiveServer, str]) -> None:
@@ -62,7 +48,7 @@ async def test_compare_and_set_has_exactly_one_winner(live: tuple[LiveServer, st
         start = r.headers["etag"]
 
         bodies = [f"writer-{i:02d}".encode() for i in range(PROCESSES * CLIENTS)]
-        reqs = [Req("PUT", "/api/kv/cas", {**h, "If-Match": start}, body) for body in bodies]
+        reqs = [Call("PUT", "/api/kv/cas", {**h, "If-Match": start}, body) for body in bodies]
         answers = await run(server, reqs)
 
         statuses = sorted(a.status for a in answers)
@@ -81,7 +67,7 @@ async def test_create_only_has_exactly_one_winner(live: tuple[LiveServer, str]) 
     server, _ = live
     _, h = await new_workspace(server)
     bodies = [f"creator-{i:02d}".encode() for i in range(PROCESSES * CLIENTS)]
-    reqs = [Req("PUT", "/api/kv/once", {**h, "If-None-Match": "*"}, body) for body in bodies]
+    reqs = [Call("PUT", "/api/kv/once", {**h, "If-None-Match": "*"}, body) for body in bodies]
     answers = await run(server, reqs)
     statuses = sorted(a.status for a in answers)
     assert statuses == [201] + [412] * (len(reqs) - 1), statuses
@@ -99,7 +85,7 @@ async def test_concurrent_writers_cannot_overshoot_the_quota(live: tuple[LiveSer
     # Round 1: 50 new entries of 1004 bytes (50 KB in all) race for 20 000 bytes.
     keys = [f"q/{i:02d}" for i in range(n)]
     values = {k: bytes([i]) * 1000 for i, k in enumerate(keys)}
-    answers = await run(server, [Req("PUT", f"/api/kv/{k}", h, values[k]) for k in keys])
+    answers = await run(server, [Call("PUT", f"/api/kv/{k}", h, values[k]) for k in keys])
     stored = {k for k, a in zip(keys, answers, strict=True) if a.status == 201}
     for a in answers:
         assert a.status in (201, 413), a.body
@@ -115,12 +101,12 @@ async def test_concurrent_writers_cannot_overshoot_the_quota(live: tuple[LiveSer
     grows = stored_keys[1::2]
     fresh = [f"r/{i:02d}" for i in range(n - len(stored_keys))]
     new_values = {k: b"G" * 1500 for k in grows} | {k: b"F" * 700 for k in fresh}
-    reqs = [Req("DELETE", f"/api/kv/{k}", h) for k in deletes]
-    reqs += [Req("PUT", f"/api/kv/{k}", h, new_values[k]) for k in grows + fresh]
+    reqs = [Call("DELETE", f"/api/kv/{k}", h) for k in deletes]
+    reqs += [Call("PUT", f"/api/kv/{k}", h, new_values[k]) for k in grows + fresh]
     answers = await run(server, reqs)
     expected = {k: values[k] for k in stored}
     for req, a in zip(reqs, answers, strict=True):
-        key = req.path.removeprefix("/api/kv/")
+        key = req.url.removeprefix("/api/kv/")
         if req.method == "DELETE":
             assert a.status == 200, a.body
             del expected[key]

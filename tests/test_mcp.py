@@ -10,8 +10,6 @@ import asyncio
 import base64
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,17 +30,9 @@ from tests.support.server import LiveServer
 from tests.test_tools_live import SCENARIOS
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("mcp-live")
-    if request.param == "sqlite":
-        url = sqlite_url(tmp / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"mcp_{uuid.uuid4().hex[:8]}")
-    with LiveServer(url, tmp) as server:
-        yield server
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> LiveServer:
+    return live_server
 
 
 def http_error(live: LiveServer, key: str, name: str, params: dict) -> dict[str, Any]:

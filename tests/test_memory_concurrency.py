@@ -17,6 +17,7 @@ from memory_service.settings import Settings
 from memory_service.storage.memory_tables import memory_idempotency_t
 from memory_service.storage.migrations import upgrade
 from tests.conftest import ADMIN_TOKEN, Api, FakeClock
+from tests.support.load import Call, fire, replicas
 from tests.support.memory_api import (
     add,
     get,
@@ -26,7 +27,6 @@ from tests.support.memory_api import (
     recount,
     walk,
 )
-from tests.support.replicas import Call, fire, replicas
 from tests.support.server import create_workspace
 
 # --- idempotency ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ async def test_steady_load_reuses_a_fixed_pool(pg: PgServer, tmp_path) -> None: 
     url = pg.create_database(dbname)
     key = create_workspace(url, "w")
     ws = {"Authorization": f"Bearer {key}"}
-    with LiveServer(url, tmp_path, env={"MEMORY_PG_POOL_SIZE": "3"}).start() as server:
+    with LiveServer(url, tmp_path, env={"MEMORY_PG_POOL_SIZE": "3"}) as server:
         limits = httpx.Limits(max_connections=48)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
 

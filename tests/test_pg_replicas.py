@@ -1,7 +1,7 @@
 """Several server processes on one PostgreSQL database, with clients in several OS processes.
 
 Each replica is a real `memory-service serve` process; the clients are spread over the replicas
-and over worker processes (tests/support/replicas.py), so the decisions under test (compare-and-set,
+and over worker processes (tests/support/load.py), so the decisions under test (compare-and-set,
 quota, usage, key revocation) are made by the database, not by one process's memory.
 """
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, stored_bytes
-from tests.support.replicas import Call, all_messages, fire, replicas
+from tests.support.load import Call, all_messages, fire, replicas
 from tests.support.server import LiveServer
 
 AUTH_CACHE_SECONDS = 1.0

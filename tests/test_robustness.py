@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from memory_service.settings import sqlite_url
-from tests.support.server import LiveServer, create_workspace
+from tests.support.live import new_workspace
+from tests.support.server import LiveServer
 
 HEAD_TIMEOUT = 5.0  # the servers' MEMORY_HEADER_TIMEOUT_SECONDS; the slow tests stay below it
 
@@ -46,20 +46,14 @@ class Live:
         return sock
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Live]:
-    base = tmp_path_factory.mktemp("robust")
-    if request.param == "sqlite":
-        url = sqlite_url(base / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"robust_{base.name}")
-    key = create_workspace(url, "robust")
-    bystander_key = create_workspace(url, "bystander")
-    env = {"MEMORY_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT)}
-    with LiveServer(url, base, env=env) as server:
-        yield Live(server, key, bystander_key)
+LIVE_SERVER_ENV = {"MEMORY_HEADER_TIMEOUT_SECONDS": str(HEAD_TIMEOUT)}
+
+
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> Live:
+    return Live(
+        live_server, new_workspace(live_server, "robust"), new_workspace(live_server, "bystander")
+    )
 
 
 def read_response(sock: socket.socket, timeout: float = 10) -> tuple[int, bytes]:

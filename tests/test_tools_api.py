@@ -10,7 +10,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from memory_service.tools import messages as m
+from memory_service.wire import messages as m
 from tests.conftest import Api, stored_bytes
 
 TOOL_NAMES = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,23 +21,14 @@ from memory_service.client import (
     NodeOutputs,
     ToolError,
 )
-from memory_service.settings import sqlite_url
-from memory_service.tools import messages as m
+from memory_service.wire import messages as m
 from tests.support.live import new_workspace
 from tests.support.server import LiveServer
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("tools-live")
-    if request.param == "sqlite":
-        url = sqlite_url(tmp / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"tools_{uuid.uuid4().hex[:8]}")
-    with LiveServer(url, tmp) as server:
-        yield server
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> LiveServer:
+    return live_server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from memory_service.client import OutputError, StreamError, ToolError
-from memory_service.tools import messages as m
 from memory_service.tools.manifest import (
     Description,
     Identity,
@@ -17,6 +16,7 @@ from memory_service.tools.manifest import (
     object_schema,
 )
 from memory_service.tools.runtime import Tool, invoke
+from memory_service.wire import messages as m
 
 V = m.variable
 

@@ -6,7 +6,6 @@ temp dir)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -17,13 +16,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from memory_service.http.ui import CSP
-from memory_service.settings import sqlite_url
 from tests.support.browser import browser_available, chromium
 from tests.support.live import ADMIN, new_workspace
 from tests.support.server import LiveServer
 from tests.support.ui import Seed, Ui, png
-
-_databases = itertools.count()
 
 pytestmark = pytest.mark.skipif(
     not browser_available() and not os.environ.get("CI"),
@@ -31,22 +27,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> LiveServer:
     """One live server per database kind for the whole module (each test takes a fresh
     workspace on it)."""
-    base = tmp_path_factory.mktemp("ui-live")
-    if request.param == "sqlite":
-        url = sqlite_url(base / "memory.db")
-    else:
-        url = request.getfixturevalue("pg").create_database(f"ui{next(_databases)}")
-    server = LiveServer(url, base).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return live_server
 
 
 @pytest.fixture(scope="module")

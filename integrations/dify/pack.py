@@ -38,7 +38,7 @@ from memory_service.tools.manifest import manifest_dict  # noqa: E402
 PLUGIN_FILES = ["main.py", "requirements.txt", "README.md", "PRIVACY.md"]
 PLUGIN_DIRS = ["_assets", "provider", "tools"]
 PROVIDER = "provider/memory_service.yaml"
-# The client and the two pure modules it imports; nothing of the server.
+# The client and the wire module it shares with the server; nothing of the server.
 VENDORED = [
     "memory_service/__init__.py",
     "memory_service/client/__init__.py",
@@ -46,9 +46,9 @@ VENDORED = [
     "memory_service/client/aio.py",
     "memory_service/client/errors.py",
     "memory_service/client/sync.py",
-    "memory_service/tools/__init__.py",
-    "memory_service/tools/messages.py",
-    "memory_service/tools/schema.py",
+    "memory_service/wire/__init__.py",
+    "memory_service/wire/errors.py",
+    "memory_service/wire/messages.py",
 ]
 YAML_OPTIONS = {"sort_keys": False, "allow_unicode": True, "width": 100}
 

@@ -9,7 +9,7 @@ with MemoryServiceClient("http://127.0.0.1:8080", api_key) as ms:
     print(outputs.variables["transcript"])
 """
 
-from ..tools.messages import (
+from ..wire.messages import (
     BlobMessage,
     ErrorMessage,
     File,

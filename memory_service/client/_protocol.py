@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from ..tools import messages as m
+from ..wire import messages as m
 from .errors import MemoryServiceError, StreamError, ToolError, error_for_status
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ..tools import messages as m
+from ..wire import messages as m
 from . import _protocol as p
 from .errors import StreamError
 

@@ -11,9 +11,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from ..errors import StorageUnavailable, WorkspaceGone
 from ..services.errors import ServiceError
-from ..storage.database import StorageUnavailable
-from ..storage.kv import WorkspaceGone
 
 log = logging.getLogger("memory_service.errors")
 

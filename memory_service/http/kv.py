@@ -28,11 +28,12 @@ from litestar.response.base import ASGIResponse
 from ..clock import iso
 from ..services.conditions import Preconditions
 from ..services.errors import BadRequest
-from ..services.kv import KvService, etag
+from ..services.kv import KvService
 from ..services.media_types import value_headers
+from ..services.shapes import etag
 from ..services.workspaces import Principal
 from .auth import provide_principal
-from .schemas import Failure, KvDeleted, KvItem, KvList, KvWritten, Usage, count
+from .schemas import Failure, KvDeleted, KvList, KvWritten, Usage, count
 
 PREFIX = "/api/kv/"
 KEY_DOC = (
@@ -269,7 +270,7 @@ class KvController(Controller):
         conditions = Preconditions.parse(if_match, if_none_match)
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
         headers = value_response_headers(row.version, row.content_type, row.expires_at)
-        headers["X-Value-Length"] = str(row.size - len(row.key))
+        headers["X-Value-Length"] = str(row.value_size)
         if not conditions.empty and not conditions.evaluate(row.version):
             return Response(b"", status_code=304, headers=headers)
         # b"", not None: Litestar cannot render None under a binary media type (a 500). The
@@ -311,21 +312,9 @@ class KvController(Controller):
             str | None, QueryParameter(description="nextCursor of the previous page.")
         ] = None,
     ) -> KvList:
-        rows, next_cursor = await kv_of(request).list(
+        items, next_cursor = await kv_of(request).list(
             principal.workspace_id, prefix=prefix, limit=limit, cursor=cursor
         )
-        items = [
-            KvItem(
-                key=r.key.decode("utf-8"),
-                size=r.size,
-                content_type=r.content_type,
-                version=r.version,
-                etag=etag(r.version),
-                updated_at=iso(r.updated_at),
-                expires_at=iso(r.expires_at),
-            )
-            for r in rows
-        ]
         return KvList(
             success=True, message=count(len(items), "key"), items=items, next_cursor=next_cursor
         )

@@ -32,12 +32,12 @@ from mcp_types.jsonrpc import INVALID_PARAMS
 from .. import __version__
 from ..services.container import Services
 from ..services.errors import NotFound, ServiceError
+from ..services.shapes import memory_item
 from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
-from ..tools import messages as m
 from ..tools.manifest import ToolManifest, input_schema
+from ..wire import messages as m
 from .auth import provide_principal
-from .memory import memory_item
 
 PATH = "/mcp"
 MEMORY_SCHEME = "memory://"

@@ -11,7 +11,8 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 
 from ..clock import iso
 from ..services.errors import BadRequest
-from ..services.memory import Filter, MemoryOut, MemoryService, MessageOut
+from ..services.memory import Filter, MemoryService
+from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
 from .auth import provide_principal
 from .memory_schemas import (
@@ -22,9 +23,7 @@ from .memory_schemas import (
     MemoryBlockName,
     MemoryBlockOne,
     MemoryDeleted,
-    MemoryItem,
     MemoryList,
-    MemoryMessageOut,
     MemoryMessages,
 )
 from .schemas import count
@@ -79,30 +78,6 @@ KeepSystem = Annotated[
 
 def memory_of(request: Request) -> MemoryService:
     return request.app.state.services.memory
-
-
-def message_out(m: MessageOut) -> MemoryMessageOut:
-    return MemoryMessageOut(role=m.role, content=m.content, seq=m.seq)
-
-
-def memory_item(m: MemoryOut) -> MemoryItem:
-    return MemoryItem(
-        key=m.key,
-        conversation_id=m.conversation_id,
-        block_id=m.block_id,
-        block_name=m.block_name,
-        data=[message_out(x) for x in m.messages],
-        message_count=m.message_count,
-        created_at=iso(m.created_at),
-        updated_at=iso(m.updated_at),
-        data_cursor=m.data_cursor,
-    )
-
-
-def found(n: int) -> str:
-    if n == 0:
-        return "No memories found"
-    return "Found 1 memory" if n == 1 else f"Found {n} memories"
 
 
 def block_from_path(request: Request) -> str:

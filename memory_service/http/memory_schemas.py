@@ -6,6 +6,9 @@ from typing import Literal
 
 import msgspec
 
+# A memory's shape is shared with the tools: built in services/shapes.py.
+from ..services.shapes import MemoryItem, MemoryMessageOut
+
 
 class MemoryMessageIn(msgspec.Struct, forbid_unknown_fields=True):
     role: str
@@ -26,27 +29,6 @@ class MemoryAddBody(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     # Answer with (at least) the last N messages, not only those appended.
     last_n: int | None = None
     keep_system: bool = False
-
-
-class MemoryMessageOut(msgspec.Struct):
-    role: str
-    content: str
-    # Position in the memory: 0, 1, 2, ... in append order, never reused.
-    seq: int
-
-
-class MemoryItem(msgspec.Struct, rename="camel"):
-    key: str
-    conversation_id: str
-    block_id: str
-    block_name: str | None
-    data: list[MemoryMessageOut]
-    message_count: int
-    created_at: str
-    updated_at: str
-    # Set when older messages exist than those in `data` (else null): pass it to
-    # GET /api/memory/messages to page back through them.
-    data_cursor: str | None
 
 
 class MemoryAdded(msgspec.Struct, rename="camel"):

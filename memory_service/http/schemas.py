@@ -13,6 +13,9 @@ from typing import Literal
 
 import msgspec
 
+# A KV list item's shape is shared with the tools: built in services/shapes.py.
+from ..services.shapes import KvItem
+
 
 class Failure(msgspec.Struct):
     success: Literal[False]
@@ -41,16 +44,6 @@ class KvDeleted(msgspec.Struct, rename="camel"):
     key: str
     deleted: bool
     freed_bytes: int
-
-
-class KvItem(msgspec.Struct, rename="camel"):
-    key: str
-    size: int
-    content_type: str
-    version: int
-    etag: str
-    updated_at: str
-    expires_at: str | None
 
 
 class KvList(msgspec.Struct, rename="camel"):

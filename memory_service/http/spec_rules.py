@@ -33,9 +33,8 @@ from litestar.openapi.spec import (
 )
 
 from ..services.kv import MAX_TTL_SECONDS, MIN_TTL_SECONDS
-from ..services.memory import IDEMPOTENCY_KEY_LENGTH, ROLES
+from ..services.memory import ID_LENGTH, IDEMPOTENCY_KEY_LENGTH, ROLES
 from ..settings import Settings
-from ..storage.memory_tables import ID_LENGTH
 
 METHODS = ("get", "put", "post", "delete", "patch", "head")
 DATE_TIMES = {"createdAt", "updatedAt", "expiresAt", "revokedAt"}

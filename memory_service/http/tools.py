@@ -16,7 +16,7 @@ from ..services.errors import BadRequest, TooLarge
 from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest
-from ..tools.messages import NDJSON, SSE, encode_ndjson, encode_sse
+from ..wire.messages import NDJSON, SSE, encode_ndjson, encode_sse
 from .auth import provide_principal
 
 YAML = "application/yaml"

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, event
+from sqlalchemy import Column
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..clock import iso, now_ms
 from ..storage import backup as sql
+from ..storage.engines import one_off_engine
 from ..storage.health import schema_revision
 from ..storage.migrations import alembic_config
 from .errors import ServiceError
@@ -66,23 +66,8 @@ def _no_progress(_label: str, _total: int) -> Iterator[Callable[[int], None]]:
 
 # --- engines -------------------------------------------------------------------------------------
 
-
-def _engine(url: str, sqlite_begin: str) -> AsyncEngine:
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
-        # The driver would begin no transaction before a SELECT (so two reads would not share a
-        # snapshot), nor an immediate one for writing: begin explicitly.
-        @event.listens_for(engine.sync_engine, "connect")
-        def _connect(dbapi_conn, _record):  # noqa: ANN001
-            dbapi_conn.isolation_level = None
-            dbapi_conn.execute("PRAGMA busy_timeout=30000")
-            dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql(sqlite_begin)
-
-    return engine
+# A backup runs beside a serving process: wait this long for its writer rather than fail.
+BUSY_TIMEOUT_MS = 30_000
 
 
 def _head(url: str) -> str | None:
@@ -103,16 +88,16 @@ def _line(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def encode(spec: sql.Spec, row: Any, workspace: str | None) -> dict:
+def encode(spec: sql.Spec, row: sql.Record, workspace: str | None) -> dict:
     record: dict[str, Any] = {"type": spec.kind}
     if spec.parent == "workspace":
         record["workspace"] = workspace
     if spec.ref_column:
-        record["ref"] = row[spec.table.c[spec.ref_column]]
+        record["ref"] = row[spec.ref_column]
     if spec.memory_column:
-        record["memory"] = row[spec.table.c[spec.memory_column]]
+        record["memory"] = row[spec.memory_column]
     for col in spec.columns:
-        value = row[col]
+        value = row[col.name]
         if value is not None and sql.is_binary(col):
             value = base64.b64encode(value).decode("ascii")
         record[col.name] = value
@@ -222,7 +207,7 @@ def _export_sync(
     workspaces = sql.workspaces(conn, workspace)
     if workspace is not None and not workspaces:
         raise BackupError(f"workspace {workspace!r} not found")
-    ids = [w.id for w in workspaces]
+    ids = [w["id"] for w in workspaces]
     specs = [s for s in sql.SPECS if with_keys or s is not sql.API_KEY]
     counts = {s.kind: sql.count(conn, s, ids) for s in specs}
     writer = _Writer(out)
@@ -241,12 +226,12 @@ def _export_sync(
     written = dict.fromkeys(counts, 0)
     with progress("exporting", sum(counts.values())) as step:
         for ws in workspaces:
-            writer.write(encode(sql.WORKSPACE, ws._mapping, None))
+            writer.write(encode(sql.WORKSPACE, ws, None))
             written["workspace"] += 1
             step(1)
             for spec in specs[1:]:
-                for row in sql.rows(conn, spec, ws.id):
-                    writer.write(encode(spec, row, ws.name))
+                for row in sql.rows(conn, spec, ws["id"]):
+                    writer.write(encode(spec, row, ws["name"]))
                     written[spec.kind] += 1
                     step(1)
     if written != counts:  # cannot happen within one snapshot; never write a wrong trailer
@@ -269,7 +254,7 @@ async def export_backup(
     The file appears under its name only when complete (written beside it, then renamed)."""
     head = _head(database_url)
     partial = path.with_name(path.name + ".partial")
-    engine = _engine(database_url, "BEGIN")
+    engine = one_off_engine(database_url, sqlite_begin="BEGIN", busy_timeout_ms=BUSY_TIMEOUT_MS)
     try:
         async with engine.connect() as conn:
             if engine.dialect.name == "postgresql":
@@ -466,7 +451,9 @@ async def import_backup(
 
     The database must be at the latest migration (the CLI migrates it first)."""
     plan = check_file(path, database_url, progress)
-    engine = _engine(database_url, "BEGIN IMMEDIATE")
+    engine = one_off_engine(
+        database_url, sqlite_begin="BEGIN IMMEDIATE", busy_timeout_ms=BUSY_TIMEOUT_MS
+    )
     try:
         async with engine.connect() as conn, conn.begin():
             revision = await conn.run_sync(schema_revision)

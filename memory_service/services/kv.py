@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import NoResultFound
 
 from ..clock import now_ms
+from ..errors import WorkspaceGone
 from ..settings import Settings
 from ..storage import kv as sql
 from ..storage.database import Database
@@ -19,6 +19,7 @@ from .cursors import Cursors
 from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
 from .media_types import check_media_type
 from .metrics import Metrics
+from .shapes import KvItem, kv_item
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Values up to this size are read on the event loop's thread (SQLite); larger ones in a thread.
@@ -41,10 +42,6 @@ def check_key(key: str, max_bytes: int) -> bytes:
     if any(unicodedata.category(ch) == "Cc" for ch in key):
         raise BadRequest("key must not contain control characters", code="invalid_key")
     return raw
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
 
 
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
@@ -110,7 +107,7 @@ def sweep_account(conn: Connection, account: sql.Account, now: int) -> int:
     return freed
 
 
-def _is_live(row, now: int) -> bool:  # noqa: ANN001
+def _is_live(row: sql.EntryMeta | None, now: int) -> bool:
     return row is not None and (row.expires_at is None or row.expires_at > now)
 
 
@@ -187,7 +184,7 @@ def _pg_conditions(conditions: Preconditions) -> dict:
 def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> None:
     """Turn a refusal of ms_kv_set/ms_kv_delete into the error the Python rules raise."""
     if status == "gone":
-        raise sql.WorkspaceGone(ws)
+        raise WorkspaceGone(ws)
     if status == "precondition":
         conditions.check_write(current)  # decides as the function did, and raises the 412
     raise RuntimeError(f"write function answered {status!r} for version {current}")
@@ -253,7 +250,7 @@ def usage_txn(conn: Connection, workspace_id: int, now: int) -> dict:
 def sweep_workspace_txn(conn: Connection, workspace_id: int, now: int) -> int:
     try:
         account = sql.lock_account(conn, workspace_id)
-    except NoResultFound:  # deleted meanwhile
+    except WorkspaceGone:  # deleted meanwhile
         return 0
     freed = sweep_account(conn, account, now)
     if freed:
@@ -335,7 +332,8 @@ class KvService:
             return Value(value, row.content_type, row.version, row.expires_at, row.updated_at)
         raise Conflict("key is being rewritten too fast to read; retry", code="busy_key")
 
-    async def head(self, workspace_id: int, key: str):  # noqa: ANN201
+    async def head(self, workspace_id: int, key: str) -> sql.StoredEntry:
+        """The live entry's headers (its `value` is None)."""
         row = await self.db.read_statement(
             sql.head_entry, workspace_id, self.key(key), self.clock()
         )
@@ -378,7 +376,7 @@ class KvService:
         prefix: str = "",
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> tuple[list, str | None]:
+    ) -> tuple[list[KvItem], str | None]:
         limit = self.page_limit(limit)
         raw_prefix = prefix.encode("utf-8", "surrogatepass")
         if len(raw_prefix) > self.settings.max_key_bytes:
@@ -409,7 +407,7 @@ class KvService:
             rows = rows[:limit]
             await self.cursors.load()
             next_cursor = self.cursors.seal("kv", workspace_id, [rows[-1].key, raw_prefix])
-        return rows, next_cursor
+        return [kv_item(r) for r in rows], next_cursor
 
     def page_limit(self, limit: int | None) -> int:
         if limit is None:

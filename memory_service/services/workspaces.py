@@ -90,7 +90,7 @@ class WorkspaceService:
                         self._unknown.clear()
                 self._unknown[digest] = now + self.settings.auth_negative_cache_seconds
             raise Unauthorized("invalid or revoked API key")
-        principal = Principal(row.workspace_id, row.name, row.id)
+        principal = Principal(row.workspace_id, row.workspace, row.id)
         if self.settings.auth_cache_seconds > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -131,7 +131,7 @@ class WorkspaceService:
 
     async def list_workspaces(self) -> list[dict]:
         rows = await self.db.read(sql.list_workspaces)
-        return [workspace_view(r, r.active_keys) for r in rows]
+        return [workspace_view(r, active_keys) for r, active_keys in rows]
 
     async def delete_workspace(self, name: str) -> None:
         ws_id = await self.db.write(_delete_workspace_txn, name)
@@ -153,12 +153,12 @@ class WorkspaceService:
         return await self.db.read(_list_keys_txn, name)
 
     async def revoke_key(self, key_id: int) -> None:
-        row = None
+        key_hash = None
         if 0 < key_id <= MAX_KEY_ID:
-            row = await self.db.write(sql.revoke_key, key_id, now_ms())
-        if row is None:
+            key_hash = await self.db.write(sql.revoke_key, key_id, now_ms())
+        if key_hash is None:
             raise NotFound(f"no live API key with id {key_id}", code="key_not_found")
-        self._cache.pop(row.key_hash, None)
+        self._cache.pop(key_hash, None)
 
 
 def check_name(name: str) -> None:
@@ -170,7 +170,7 @@ def check_name(name: str) -> None:
         )
 
 
-def _workspace_by_name(conn: Connection, name: str):  # noqa: ANN202
+def _workspace_by_name(conn: Connection, name: str) -> sql.WorkspaceRecord | None:
     # A name that could never have been created is not looked up (PostgreSQL refuses NUL).
     return sql.workspace_by_name(conn, name) if NAME_RE.fullmatch(name) else None
 
@@ -220,7 +220,7 @@ def _list_keys_txn(conn: Connection, name: str) -> list[dict]:
     return [key_view(r, name) for r in sql.list_keys(conn, _workspace_id(conn, name))]
 
 
-def workspace_view(row, active_keys: int) -> dict:  # noqa: ANN001
+def workspace_view(row: sql.WorkspaceRecord, active_keys: int) -> dict:
     return {
         "name": row.name,
         "quota_bytes": row.quota_bytes,
@@ -230,7 +230,7 @@ def workspace_view(row, active_keys: int) -> dict:  # noqa: ANN001
     }
 
 
-def key_view(row, workspace: str) -> dict:  # noqa: ANN001
+def key_view(row: sql.KeyRecord, workspace: str) -> dict:
     return {
         "id": row.id,
         "workspace": workspace,

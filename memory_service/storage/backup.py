@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Column, LargeBinary, Table, func, insert, select, tuple_
-from sqlalchemy.engine import Connection, Row, RowMapping
+from sqlalchemy.engine import Connection
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
 from .tables import SQLModel, api_key_t, kv_entry_t, workspace_t
@@ -45,6 +46,9 @@ class Spec:
         clash = {c.name for c in cols} & RESERVED_FIELDS
         assert not clash, f"column names {clash} clash with record fields"
 
+
+# A row of any table as it goes into (or comes out of) a backup: its values by column name.
+Record = dict[str, Any]
 
 RESERVED_FIELDS = frozenset({"type", "workspace", "ref", "memory"})
 
@@ -102,11 +106,11 @@ def _scope(spec: Spec, workspace_id: int):  # noqa: ANN202
     return spec.table.c.workspace_id == workspace_id
 
 
-def workspaces(conn: Connection, name: str | None) -> list[Row]:
+def workspaces(conn: Connection, name: str | None) -> list[Record]:
     stmt = select(workspace_t).order_by(workspace_t.c.id)
     if name is not None:
         stmt = stmt.where(workspace_t.c.name == name)
-    return list(conn.execute(stmt))
+    return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 def count(conn: Connection, spec: Spec, workspace_ids: list[int]) -> int:
@@ -127,7 +131,7 @@ def _value(key: tuple):  # noqa: ANN202
     return key[0] if len(key) == 1 else tuple_(*key)
 
 
-def rows(conn: Connection, spec: Spec, workspace_id: int) -> Iterator[RowMapping]:
+def rows(conn: Connection, spec: Spec, workspace_id: int) -> Iterator[Record]:
     """Every row of the table for the workspace, in key order, a bounded page at a time.
 
     Within one snapshot (the export's transaction), so the pages and groups never overlap or
@@ -144,9 +148,9 @@ def rows(conn: Connection, spec: Spec, workspace_id: int) -> Iterator[RowMapping
             where.append(key > _value(last))
         if spec.size_column is None:
             stmt = select(*wanted).where(*where).order_by(*key_cols).limit(PAGE_ROWS)
-            page = [r._mapping for r in conn.execute(stmt)]
+            page = [dict(r._mapping) for r in conn.execute(stmt)]
             yield from page
-            keys = [tuple(r[c] for c in key_cols) for r in page]
+            keys = [tuple(r[name] for name in spec.order) for r in page]
         else:
             # Keys and sizes first, then the rows in runs of bounded bytes (a run is a key range
             # of the same snapshot, so it holds exactly the rows of the run).
@@ -158,7 +162,7 @@ def rows(conn: Connection, spec: Spec, workspace_id: int) -> Iterator[RowMapping
                 run = select(*wanted).where(
                     _scope(spec, workspace_id), key >= _value(lo), key <= _value(hi)
                 )
-                yield from (r._mapping for r in conn.execute(run.order_by(*key_cols)))
+                yield from (dict(r._mapping) for r in conn.execute(run.order_by(*key_cols)))
         if len(keys) < PAGE_ROWS:
             return
         last = keys[-1]

@@ -21,15 +21,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ..errors import StorageUnavailable
 from ..settings import Settings
+from .engines import make_sqlite_folder, pg_engine, sqlite_engine
 from .prepared import FastConnection
 
 T = TypeVar("T")
@@ -38,44 +37,6 @@ log = logging.getLogger("memory_service.storage")
 # "database is locked" and other driver-level faults: SQLAlchemy's for statements it runs, the
 # driver's own for the prepared statements that run straight on it (storage/prepared.py).
 DRIVER_ERRORS = (OperationalError, sqlite3.OperationalError)
-
-
-class StorageUnavailable(Exception):
-    """The database cannot take writes in this process (its writer has stopped): answered 503,
-    at once, rather than left waiting for a commit that will never come."""
-
-
-def sync_sqlite_url(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-
-
-def _sqlite_engine(
-    settings: Settings, *, writer: bool, pool_size: int, busy_timeout_ms: int | None = None
-) -> Engine:
-    busy = settings.sqlite_busy_timeout_ms if busy_timeout_ms is None else busy_timeout_ms
-    engine = create_engine(
-        sync_sqlite_url(settings.database_url),
-        pool_size=pool_size,
-        max_overflow=0,
-        connect_args={"timeout": busy / 1000, "check_same_thread": False},
-    )
-    sync = settings.sqlite_synchronous
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
-        # Autocommit at the driver level: transactions are begun explicitly (see _transaction),
-        # since a deferred transaction that reads then writes fails at once with "database is
-        # locked" where BEGIN IMMEDIATE would have waited.
-        dbapi_conn.isolation_level = None
-        mode = dbapi_conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if mode.lower() != "wal":
-            raise RuntimeError(f"SQLite refused WAL mode (got {mode!r})")
-        dbapi_conn.execute(f"PRAGMA synchronous={sync}")
-        dbapi_conn.execute(f"PRAGMA busy_timeout={busy}")
-        dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-    return engine
 
 
 def _statement(conn: FastConnection, fn: Txn[T], args: tuple) -> T:
@@ -248,37 +209,6 @@ def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
             fut.set_exception(value)
 
 
-def _pg_engine(settings: Settings):  # noqa: ANN202
-    """A fixed pool of PostgreSQL connections, kept open and reused.
-
-    No overflow: connections opened past the pool size under a burst were closed again when
-    returned, so steady load opened and closed connections all the time (a fork on the server
-    each). No `pool_pre_ping`: it cost a round trip per checkout. A connection that died while in
-    the pool (server restart, idle kill) is caught at checkout without a round trip, from the
-    driver's own state (the server's goodbye closes the socket, which asyncpg sees), and replaced;
-    one that dies during a request makes that request a 503 and invalidates the pool's older
-    connections, so the next request gets a new one.
-    """
-    engine = create_async_engine(
-        settings.database_url,
-        pool_size=settings.pg_pool_size,
-        max_overflow=0,
-        pool_pre_ping=False,
-    )
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001
-        raw = dbapi_conn._connection
-        if raw.is_closed():
-            raise DisconnectionError("connection closed while in the pool")
-        if raw._loop is not asyncio.get_running_loop():
-            # Made on another event loop (an app driven from two loops, as test clients do):
-            # unusable here, so replaced, as the ping that used to run here replaced it.
-            raise DisconnectionError("connection belongs to another event loop")
-
-    return engine
-
-
 class Database:
     """The process's engines. Created by the app factory; `dispose()` at shutdown."""
 
@@ -286,23 +216,19 @@ class Database:
         self.settings = settings
         self.is_sqlite = settings.is_sqlite
         if self.is_sqlite:
-            path = make_url(settings.database_url).database
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_sqlite_folder(settings.database_url)
             self._readers = 4
-            self._read_engine = _sqlite_engine(settings, writer=False, pool_size=self._readers)
-            self._write_engine = _sqlite_engine(settings, writer=True, pool_size=1)
+            self._read_engine = sqlite_engine(settings, pool_size=self._readers)
+            self._write_engine = sqlite_engine(settings, pool_size=1)
             self._read_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-read")
             self._local = threading.local()
             # Never blocks the event loop for long: a busy inline read falls back to a thread.
-            self._inline_engine = _sqlite_engine(
-                settings, writer=False, pool_size=1, busy_timeout_ms=20
-            )
+            self._inline_engine = sqlite_engine(settings, pool_size=1, busy_timeout_ms=20)
             self._inline_conn: FastConnection | None = None
             self._read_conns: list[FastConnection] = []
             self._writer: _GroupCommitWriter | None = None
         else:
-            self.engine = _pg_engine(settings)
+            self.engine = pg_engine(settings)
             self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property

@@ -3,18 +3,81 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import NoResultFound
+from sqlalchemy.engine import Connection
 
+from ..errors import WorkspaceGone
 from .prepared import prepared
 from .tables import kv_entry_t, workspace_t
 
 E = kv_entry_t.c
 W = workspace_t.c
+
+
+# --- what the functions below return: tuples with names (a SQLAlchemy Row never leaves storage;
+# building one of these from a row is a single tuple copy, cheap enough for the GET path) -------
+
+
+class EntryMeta(NamedTuple):
+    """A stored entry, expired or not, without its value: what a write decides on."""
+
+    id: int
+    size: int  # key + value bytes, as charged to the quota
+    version: int
+    expires_at: int | None
+
+
+class StoredEntry(NamedTuple):
+    """A live entry as GET and HEAD read it. `value` is None when it was not read: on HEAD, and
+    on GET when larger than the inline limit (see get_value)."""
+
+    value: bytes | None
+    value_size: int
+    content_type: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+
+
+class ListedEntry(NamedTuple):
+    """A live entry as a listing shows it."""
+
+    key: bytes
+    size: int
+    content_type: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+
+
+class Expired(NamedTuple):
+    id: int
+    size: int
+
+
+class SetOutcome(NamedTuple):
+    """ms_kv_set's answer; see migration 0004."""
+
+    status: str
+    version: int | None
+    created: bool | None
+    size: int | None
+    used: int | None
+    quota: int | None
+    delta: int | None
+
+
+class DeleteOutcome(NamedTuple):
+    """ms_kv_delete's answer; see migration 0004."""
+
+    status: str
+    version: int | None
+    live: bool | None
+    freed: int | None
 
 
 def live(now):  # noqa: ANN001, ANN201
@@ -41,17 +104,21 @@ _ENTRY_META = prepared(
 )
 # The value only when it is at most :inline bytes (SQLite's length() of a blob reads no
 # content), so that a large value is fetched separately, off the event loop.
+_LIVE_ENTRY = (E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
+_ENTRY_HEADERS = (
+    (E.size - func.length(E.key)).label("value_size"),
+    E.content_type,
+    E.version,
+    E.expires_at,
+    E.updated_at,
+)
 _GET_ENTRY = prepared(
     select(
         case((E.size - func.length(E.key) <= bindparam("inline"), E.value), else_=None).label(
             "value"
         ),
-        (E.size - func.length(E.key)).label("value_size"),
-        E.content_type,
-        E.version,
-        E.expires_at,
-        E.updated_at,
-    ).where(E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now")))
+        *_ENTRY_HEADERS,
+    ).where(*_LIVE_ENTRY)
 )
 _GET_VALUE = prepared(
     select(E.value).where(
@@ -60,11 +127,7 @@ _GET_VALUE = prepared(
         E.version == bindparam("version"),
     )
 )
-_HEAD_ENTRY = prepared(
-    select(E.size, E.key, E.content_type, E.version, E.expires_at, E.updated_at).where(
-        E.workspace_id == bindparam("ws"), E.key == bindparam("key"), live(bindparam("now"))
-    )
-)
+_HEAD_ENTRY = prepared(select(*_ENTRY_HEADERS).where(*_LIVE_ENTRY))
 _LOCK_ACCOUNT_WITH_ENTRY = prepared(
     select(W.used_bytes, W.quota_bytes, W.version_seq, E.id, E.size, E.version, E.expires_at)
     .select_from(
@@ -108,9 +171,8 @@ _PG_DELETE = text(
 )
 
 
-def pg_set(conn: Connection, params: dict) -> Row:
-    """ms_kv_set: (status, version, created, size, used, quota, delta); see migration 0004."""
-    return conn.execute(_PG_SET, params).one()
+def pg_set(conn: Connection, params: dict) -> SetOutcome:
+    return SetOutcome._make(conn.execute(_PG_SET, params).one())
 
 
 _PG_SET_MANY = text(
@@ -120,23 +182,17 @@ _PG_SET_MANY = text(
 _MANY_TAGS = ("im_tags", "inm_tags")  # text (comma-separated) there: see migration 0004
 
 
-def pg_set_many(conn: Connection, many: list[dict]) -> list[Row]:
+def pg_set_many(conn: Connection, many: list[dict]) -> list[SetOutcome]:
     """ms_kv_set_many: pg_set for each of `many`, in order, in one statement."""
     columns = {
         name: [",".join(map(str, p[name])) if name in _MANY_TAGS else p[name] for p in many]
         for name in many[0]
     }
-    return list(conn.execute(_PG_SET_MANY, columns))
+    return [SetOutcome._make(row) for row in conn.execute(_PG_SET_MANY, columns)]
 
 
-def pg_delete(conn: Connection, params: dict) -> Row:
-    """ms_kv_delete: (status, version, live, freed); see migration 0004."""
-    return conn.execute(_PG_DELETE, params).one()
-
-
-class WorkspaceGone(NoResultFound):
-    """The workspace was deleted after its key was checked (e.g. another replica deleted it while
-    this one still trusted a cached key). The HTTP layer answers 401, as for a revoked key."""
+def pg_delete(conn: Connection, params: dict) -> DeleteOutcome:
+    return DeleteOutcome._make(conn.execute(_PG_DELETE, params).one())
 
 
 @dataclass(slots=True)
@@ -163,7 +219,7 @@ def lock_account(conn: Connection, workspace_id: int) -> Account:
 
 def lock_account_with_entry(
     conn: Connection, workspace_id: int, key: bytes
-) -> tuple[Account, Row | None]:
+) -> tuple[Account, EntryMeta | None]:
     """lock_account and entry_meta: in one statement on SQLite (the hot path of every KV write).
 
     Not on PostgreSQL: in READ COMMITTED, a SELECT ... FOR UPDATE that waits for the lock
@@ -178,7 +234,8 @@ def lock_account_with_entry(
     if row is None:
         raise WorkspaceGone(workspace_id)
     account = Account(workspace_id, row.used_bytes, row.quota_bytes, row.version_seq)
-    return account, (row if row.id is not None else None)
+    entry = EntryMeta(row.id, row.size, row.version, row.expires_at) if row.id is not None else None
+    return account, entry
 
 
 def save_account(conn: Connection, account: Account) -> None:
@@ -188,9 +245,10 @@ def save_account(conn: Connection, account: Account) -> None:
     )
 
 
-def entry_meta(conn: Connection, workspace_id: int, key: bytes) -> Row | None:
+def entry_meta(conn: Connection, workspace_id: int, key: bytes) -> EntryMeta | None:
     """The stored entry (expired or not) without its value."""
-    return conn.execute(_ENTRY_META, {"ws": workspace_id, "key": key}).first()
+    row = conn.execute(_ENTRY_META, {"ws": workspace_id, "key": key}).first()
+    return None if row is None else EntryMeta._make(row)
 
 
 def upsert_entry(
@@ -225,10 +283,11 @@ def delete_entry(conn: Connection, entry_id: int) -> None:
 
 def get_entry(
     conn: Connection, workspace_id: int, key: bytes, now: int, inline_max: int
-) -> Row | None:
+) -> StoredEntry | None:
     """The live entry; its `value` is None when larger than `inline_max` (see get_value)."""
     params = {"ws": workspace_id, "key": key, "now": now, "inline": inline_max}
-    return conn.execute(_GET_ENTRY, params).first()
+    row = conn.execute(_GET_ENTRY, params).first()
+    return None if row is None else StoredEntry._make(row)
 
 
 def get_value(conn: Connection, workspace_id: int, key: bytes, version: int) -> bytes | None:
@@ -236,8 +295,10 @@ def get_value(conn: Connection, workspace_id: int, key: bytes, version: int) -> 
     return conn.execute(_GET_VALUE, {"ws": workspace_id, "key": key, "version": version}).scalar()
 
 
-def head_entry(conn: Connection, workspace_id: int, key: bytes, now: int) -> Row | None:
-    return conn.execute(_HEAD_ENTRY, {"ws": workspace_id, "key": key, "now": now}).first()
+def head_entry(conn: Connection, workspace_id: int, key: bytes, now: int) -> StoredEntry | None:
+    """The live entry without its value."""
+    row = conn.execute(_HEAD_ENTRY, {"ws": workspace_id, "key": key, "now": now}).first()
+    return None if row is None else StoredEntry(None, *row)
 
 
 def list_entries(
@@ -248,7 +309,7 @@ def list_entries(
     upper: bytes | None,
     limit: int,
     now: int,
-) -> list[Row]:
+) -> list[ListedEntry]:
     """Live entries with lower <=/< key < upper, in byte order of the key."""
     conds = [E.workspace_id == workspace_id, live(now)]
     conds.append(E.key >= lower if lower_inclusive else E.key > lower)
@@ -260,15 +321,15 @@ def list_entries(
         .order_by(E.key)
         .limit(limit)
     )
-    return list(result)
+    return [ListedEntry._make(row) for row in result]
 
 
 def expired_entries(
     conn: Connection, now: int, *, workspace_id: int, limit: int = 1000
-) -> list[Row]:
+) -> list[Expired]:
     stmt = select(E.id, E.size).where(E.workspace_id == workspace_id, E.expires_at <= now)
     result = conn.execute(stmt.order_by(E.id).limit(limit))
-    return list(result)
+    return [Expired._make(row) for row in result]
 
 
 def delete_entries(conn: Connection, ids: list[int]) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
 from .prepared import prepared, records
@@ -171,15 +171,29 @@ _PG_ADD_MANY = text(
 )
 
 
-def pg_add(conn: Connection, params: dict) -> Row:
-    """ms_memory_add: (status, memory_id, first_seq, message_count, created_at, block_name,
-    created, used, quota, delta); see migration 0004."""
-    return conn.execute(_PG_ADD, params).one()
+class PgAdded(NamedTuple):
+    """What ms_memory_add answers (migration 0004): `status` is ok, quota or gone."""
+
+    status: str
+    memory_id: int | None
+    first_seq: int | None
+    message_count: int | None
+    created_at: int | None
+    block_name: str | None
+    created: bool | None
+    used: int | None
+    quota: int | None
+    delta: int | None
 
 
-def pg_add_many(conn: Connection, many: list[dict]) -> list[Row]:
+def pg_add(conn: Connection, params: dict) -> PgAdded:
+    return PgAdded._make(conn.execute(_PG_ADD, params).one())
+
+
+def pg_add_many(conn: Connection, many: list[dict]) -> list[PgAdded]:
+    """pg_add for each of `many`, in order, in one statement."""
     columns = {name: [p[name] for p in many] for name in many[0]}
-    return list(conn.execute(_PG_ADD_MANY, columns))
+    return [PgAdded._make(r) for r in conn.execute(_PG_ADD_MANY, columns)]
 
 
 # --- the block registry --------------------------------------------------------------------------

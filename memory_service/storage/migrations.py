@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .engines import make_sqlite_folder, one_off_engine
 
 MIGRATION_LOCK = 0x6D656D6F  # pg_advisory_xact_lock key ("memo") that serialises migrations
 
@@ -44,13 +45,11 @@ def head_revision(database_url: str) -> str | None:
 async def upgrade(database_url: str, revision: str = "head") -> None:
     """Upgrade the database to `revision`, sharing one connection with Alembic."""
     cfg = alembic_config(database_url)
-    engine = create_async_engine(database_url)
-    if engine.dialect.name == "sqlite":
-        # The default file lives in a folder that a fresh machine does not have yet.
-        path = engine.url.database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        _transactional_sqlite(engine)
+    make_sqlite_folder(database_url)
+    # Each migration in a real transaction on SQLite, so a failed one leaves the database as it
+    # was. Foreign keys off, as SQLite's default: batch mode rebuilds a table by copy, drop and
+    # rename, and a drop with them on would cascade into the rows that refer to it.
+    engine = one_off_engine(database_url, sqlite_begin="BEGIN IMMEDIATE", foreign_keys=False)
     try:
         async with engine.connect() as conn:
 
@@ -67,20 +66,6 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
             await conn.commit()
     finally:
         await engine.dispose()
-
-
-def _transactional_sqlite(engine) -> None:  # noqa: ANN001
-    """Let SQLite run each migration in a real transaction (the driver would not open one before
-    DDL), so a failed migration leaves the database as it was."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_conn, _record):  # noqa: ANN001
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def current_revision(conn: AsyncConnection) -> str | None:

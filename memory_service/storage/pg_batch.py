@@ -21,7 +21,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from .database import Database, StorageUnavailable
+from ..errors import StorageUnavailable
+from .database import Database
 
 MAX_BATCH = 64  # writes per statement
 MAX_IN_FLIGHT = 2  # statements at once: one collects while the other commits

@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from .tables import api_key_t, workspace_t
+
+W = workspace_t.c
+K = api_key_t.c
+
+
+class WorkspaceRecord(NamedTuple):
+    id: int
+    name: str
+    quota_bytes: int
+    used_bytes: int
+    created_at: int
+
+
+class KeyRecord(NamedTuple):
+    id: int
+    prefix: str
+    label: str
+    created_at: int
+    revoked_at: int | None
+
+
+class KeyOwner(NamedTuple):
+    """A live key's id and the workspace it opens."""
+
+    id: int
+    workspace_id: int
+    workspace: str
+
+
+_WORKSPACE = select(W.id, W.name, W.quota_bytes, W.used_bytes, W.created_at)
+_KEY = select(K.id, K.prefix, K.label, K.created_at, K.revoked_at)
 
 
 def insert_workspace(conn: Connection, name: str, quota: int, now: int) -> int:
@@ -17,25 +50,21 @@ def insert_workspace(conn: Connection, name: str, quota: int, now: int) -> int:
     return result.scalar_one()
 
 
-def workspace_by_name(conn: Connection, name: str) -> Row | None:
-    result = conn.execute(select(workspace_t).where(workspace_t.c.name == name))
-    return result.first()
+def workspace_by_name(conn: Connection, name: str) -> WorkspaceRecord | None:
+    row = conn.execute(_WORKSPACE.where(W.name == name)).first()
+    return None if row is None else WorkspaceRecord._make(row)
 
 
-def workspace_by_id(conn: Connection, workspace_id: int) -> Row | None:
-    result = conn.execute(select(workspace_t).where(workspace_t.c.id == workspace_id))
-    return result.first()
-
-
-def list_workspaces(conn: Connection) -> list[Row]:
+def list_workspaces(conn: Connection) -> list[tuple[WorkspaceRecord, int]]:
+    """Every workspace, with its number of live keys."""
     active_keys = (
         select(func.count())
-        .where(api_key_t.c.workspace_id == workspace_t.c.id, api_key_t.c.revoked_at.is_(None))
+        .where(K.workspace_id == W.id, K.revoked_at.is_(None))
         .scalar_subquery()
         .label("active_keys")
     )
-    result = conn.execute(select(workspace_t, active_keys).order_by(workspace_t.c.id))
-    return list(result)
+    result = conn.execute(_WORKSPACE.add_columns(active_keys).order_by(W.id))
+    return [(WorkspaceRecord._make(row[:-1]), row[-1]) for row in result]
 
 
 def count_workspaces(conn: Connection) -> int:
@@ -66,29 +95,27 @@ def insert_key(
     return result.scalar_one()
 
 
-def key_by_hash(conn: Connection, key_hash: str) -> Row | None:
+def key_by_hash(conn: Connection, key_hash: str) -> KeyOwner | None:
     """The live key with this hash and its workspace's name, or None."""
-    result = conn.execute(
-        select(api_key_t.c.id, api_key_t.c.workspace_id, workspace_t.c.name)
-        .join(workspace_t, workspace_t.c.id == api_key_t.c.workspace_id)
-        .where(api_key_t.c.key_hash == key_hash, api_key_t.c.revoked_at.is_(None))
-    )
-    return result.first()
+    row = conn.execute(
+        select(K.id, K.workspace_id, W.name)
+        .join(workspace_t, W.id == K.workspace_id)
+        .where(K.key_hash == key_hash, K.revoked_at.is_(None))
+    ).first()
+    return None if row is None else KeyOwner._make(row)
 
 
-def list_keys(conn: Connection, workspace_id: int) -> list[Row]:
-    result = conn.execute(
-        select(api_key_t).where(api_key_t.c.workspace_id == workspace_id).order_by(api_key_t.c.id)
-    )
-    return list(result)
+def list_keys(conn: Connection, workspace_id: int) -> list[KeyRecord]:
+    result = conn.execute(_KEY.where(K.workspace_id == workspace_id).order_by(K.id))
+    return [KeyRecord._make(row) for row in result]
 
 
-def revoke_key(conn: Connection, key_id: int, now: int) -> Row | None:
-    """Revoke a live key; returns (id, key_hash) or None when there was no such live key."""
+def revoke_key(conn: Connection, key_id: int, now: int) -> str | None:
+    """Revoke a live key; returns its hash, or None when there was no such live key."""
     result = conn.execute(
         update(api_key_t)
-        .where(api_key_t.c.id == key_id, api_key_t.c.revoked_at.is_(None))
+        .where(K.id == key_id, K.revoked_at.is_(None))
         .values(revoked_at=now)
-        .returning(api_key_t.c.id, api_key_t.c.key_hash)
+        .returning(K.key_hash)
     )
-    return result.first()
+    return result.scalar()

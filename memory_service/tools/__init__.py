@@ -1,5 +1,5 @@
-"""Workflow tools: manifests, tool messages and the runners behind `/api/tools`.
+"""Workflow tools: manifests, the runners behind `/api/tools` and the check of what they emit.
 
-Kept import-light on purpose: the Python client imports `memory_service.tools.messages` (the
-message types and the output merge rules) without pulling in the server.
+The tool messages themselves (types, framings, output rules) are in `memory_service.wire`, which
+the Python client shares without importing anything of the server.
 """

@@ -3,7 +3,7 @@
 The manifests (parameters, labels, output_schema) are data in `tools/manifests/memory_*.yaml`;
 this module holds only the code that runs them. The runners call `services.memory` with the
 same arguments the HTTP API passes, and answer the memory objects exactly as the API shapes them
-(`http.memory.memory_item`): a workflow sees the same `conversationId`, `data`, `messageCount`
+(`services.shapes.memory_item`): a workflow sees the same `conversationId`, `data`, `messageCount`
 and `dataCursor` whichever way it asked.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from ..http.memory import found, memory_item
 from ..services.memory import IDEMPOTENCY_KEY_LENGTH, MemoryOut, check_id
-from . import messages as m
+from ..services.shapes import found, memory_item
+from ..wire import messages as m
 from .manifest import whole_number
 from .runtime import Context, Emitted, Runner
 

@@ -17,13 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import StorageUnavailable, WorkspaceGone
 from ..services.container import Services
 from ..services.errors import BadRequest, ServiceError
 from ..services.workspaces import Principal
-from ..storage.database import StorageUnavailable
-from ..storage.kv import WorkspaceGone
-from . import messages as m
+from ..wire import messages as m
+from ..wire.errors import OutputError
 from .manifest import ToolManifest, parse_parameters
+from .outputs import OutputSchema
 
 log = logging.getLogger("memory_service.tools")
 
@@ -60,11 +61,11 @@ class Tool:
     run: Run
     # Extra checks before the stream starts; returns what `run` gets (the parameters by default).
     prepare: Prepare | None = None
-    outputs: m.OutputSchema = field(init=False)
+    outputs: OutputSchema = field(init=False)
 
     def __post_init__(self) -> None:
         # Compiled once; a malformed schema fails at start-up, not at the first call.
-        object.__setattr__(self, "outputs", m.OutputSchema(self.manifest.output_schema))
+        object.__setattr__(self, "outputs", OutputSchema(self.manifest.output_schema))
 
     @property
     def name(self) -> str:
@@ -104,8 +105,6 @@ async def invoke(tool: Tool, ctx: Context, prepared: Any) -> AsyncIterator[list[
     except StorageUnavailable:
         yield [m.error("the service cannot store data right now; retry later", "unavailable")]
     except Exception as exc:
-        from ..client.errors import OutputError
-
         if isinstance(exc, OutputError):
             # The tool broke its own contract: a server bug, logged as one, told in the stream.
             log.error("tool %s broke its output contract: %s", tool.name, exc.message)

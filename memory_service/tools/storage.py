@@ -12,11 +12,14 @@ import binascii
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 from ..clock import iso
 from ..services.errors import BadRequest, NotFound
-from ..services.kv import check_ttl, etag
+from ..services.kv import check_ttl
 from ..services.media_types import check_media_type
-from . import messages as m
+from ..services.shapes import etag
+from ..wire import messages as m
 from .manifest import whole_number
 from .runtime import Context, Emitted, Runner
 
@@ -158,21 +161,11 @@ def prepare_list(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_list(ctx: Context, p: dict[str, Any]) -> AsyncIterator[Emitted]:
-    rows, next_cursor = await ctx.services.kv.list(
+    listed, next_cursor = await ctx.services.kv.list(
         ctx.workspace_id, prefix=p["prefix"] or "", limit=p["limit"], cursor=p["cursor"] or None
     )
-    items = [
-        {
-            "key": r.key.decode("utf-8"),
-            "size": r.size,
-            "content_type": r.content_type,
-            "version": r.version,
-            "etag": etag(r.version),
-            "updated_at": iso(r.updated_at),
-            "expires_at": iso(r.expires_at),
-        }
-        for r in rows
-    ]
+    # The API's items under the attribute names (snake_case, as every tool output is named).
+    items = [msgspec.structs.asdict(item) for item in listed]
     more = "; more: pass next_cursor as cursor" if next_cursor else ""
     yield [
         m.text(f"Listed {len(items)} key(s) with prefix {p['prefix'] or ''!r}{more}."),

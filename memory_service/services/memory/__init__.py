@@ -10,13 +10,22 @@
 """
 
 from ...storage.memory import Filter
-from .ids import DEFAULT_BLOCK, IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_key
+from .ids import (
+    DEFAULT_BLOCK,
+    ID_LENGTH,
+    IDEMPOTENCY_KEY_LENGTH,
+    ROLES,
+    check_id,
+    conversation_of,
+    memory_key,
+)
 from .results import MemoryOut, MessageOut, MessagePage, Window
 from .service import MemoryService
 
 __all__ = [
     "DEFAULT_BLOCK",
     "IDEMPOTENCY_KEY_LENGTH",
+    "ID_LENGTH",
     "ROLES",
     "Filter",
     "MemoryOut",

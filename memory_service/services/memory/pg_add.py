@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...storage import kv as kv_sql
+from ...errors import WorkspaceGone
 from ...storage import memory as sql
 from ...storage.pg_batch import PgBatcher
 from ..errors import QuotaExceeded
@@ -42,7 +42,7 @@ async def pg_add(adds: PgBatcher, req: AddRequest) -> MemoryOut:
             f"{row.used} of {row.quota} bytes are used",
         )
     if row.status == "gone":
-        raise kv_sql.WorkspaceGone(req.workspace_id)
+        raise WorkspaceGone(req.workspace_id)
     if row.status != "ok":
         raise RuntimeError(f"ms_memory_add answered {row.status!r}")
     first = row.first_seq

@@ -2,8 +2,8 @@
 framings (NDJSON lines and server-sent events), and the rules that turn a stream of messages into
 the outputs a workflow node sees.
 
-Shared by the server (which validates what its tools emit) and the Python client (which parses
-and collects); nothing here touches the database.
+Shared by the server (its tools emit these, and `tools/outputs.py` checks them with the rules
+below) and the Python client (which parses and collects); nothing here touches the server.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 
 import msgspec
 
-# The exception classes live with the client (they are what its users catch). Imported where
-# raised: `memory_service.client` imports this module, so a top-level import would be circular.
+from .errors import OutputError, StreamError, ToolError
 
 DEFAULT_MIME = "application/octet-stream"
 # A workflow node's own outputs; a tool variable may not shadow them.
@@ -229,12 +228,8 @@ def decode_message(raw: bytes | str) -> ToolMessage | UnknownMessage:
             loose = None
         if loose is not None and loose.type not in MESSAGE_TYPES:
             return loose
-        from ..client.errors import StreamError
-
         raise StreamError(f"malformed tool message: {exc}") from exc
     except msgspec.DecodeError as exc:
-        from ..client.errors import StreamError
-
         raise StreamError(f"tool message is not valid JSON: {exc}") from exc
 
 
@@ -304,18 +299,16 @@ class OutputCollector:
             mime = message.meta.get("mime_type") or "image/*"
             self._files.append(File(None, mime, message.meta.get("filename"), message.url))
         elif isinstance(message, ErrorMessage):
-            from ..client.errors import ToolError
-
             raise ToolError(message.error, code=message.code)
         # UnknownMessage: a newer server's type; ignored rather than failing the node.
 
     def set_variable(self, name: str, value: Any, stream: bool) -> None:
         if not isinstance(name, str) or not name:
-            raise _output_error(
+            raise output_error(
                 "a variable name must be a non-empty string", code="invalid_variable"
             )
         if name in RESERVED_VARIABLES:
-            raise _output_error(
+            raise output_error(
                 f"{name!r} is reserved for the node's own output and cannot be a variable name",
                 code="reserved_variable",
             )
@@ -323,7 +316,7 @@ class OutputCollector:
             self._vars[name] = value
             return
         if not isinstance(value, str):
-            raise _output_error(
+            raise output_error(
                 f"streamed variable {name!r} got a {type(value).__name__}: streamed variables "
                 "are strings, appended chunk by chunk",
                 code="invalid_stream_variable",
@@ -336,7 +329,7 @@ class OutputCollector:
         elif isinstance(current, str):
             self._vars[name] = _Chunks([current, value])
         else:
-            raise _output_error(
+            raise output_error(
                 f"cannot append a streamed chunk to variable {name!r}, which holds a "
                 f"{type(current).__name__}",
                 code="invalid_stream_variable",
@@ -360,9 +353,7 @@ class OutputCollector:
         )
 
 
-def _output_error(message: str, code: str = "invalid_output") -> Exception:
-    from ..client.errors import OutputError
-
+def output_error(message: str, code: str = "invalid_output") -> OutputError:
     return OutputError(message, code=code)
 
 
@@ -371,83 +362,3 @@ def collect(messages: Iterable[ToolMessage | UnknownMessage]) -> NodeOutputs:
     for m in messages:
         collector.add(m)
     return collector.outputs()
-
-
-# --- the server's check of what a tool emits -----------------------------------------------------
-
-
-class OutputSchema:
-    """A tool's output_schema, compiled once. Each variable is checked against its property as
-    it is emitted (a bad value is never sent); at the end, the streamed ones once joined, and the
-    set as a whole (required variables, nothing undeclared)."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        from jsonschema import Draft202012Validator
-
-        from .schema import compile_schema
-
-        Draft202012Validator.check_schema(schema)  # a malformed schema fails at import
-        if schema.get("type") != "object":
-            raise ValueError("an output_schema must have type: object")
-        self.schema = schema
-        props = schema.get("properties", {})
-        bad = RESERVED_VARIABLES & set(props)
-        if bad:
-            raise ValueError(f"output_schema declares reserved names: {sorted(bad)}")
-        self.each = {name: compile_schema(sub) for name, sub in props.items()}
-        # The whole object with each property's own check left to `each`: checked once, not
-        # twice (a page of memories is the bulk of the work).
-        self.shallow = compile_schema({**schema, "properties": dict.fromkeys(props, True)})
-        self.closed = schema.get("additionalProperties") is False
-        self.required = list(schema.get("required", []))
-
-    def validator(self) -> OutputValidator:
-        return OutputValidator(self)
-
-
-class OutputValidator:
-    """One invocation's check. `check(message)` before a message is sent (a bad variable is never
-    sent), `finish()` after the last one."""
-
-    def __init__(self, schema: OutputSchema) -> None:
-        self.schema = schema
-        self.collector = OutputCollector()
-
-    def check(self, message: ToolMessage) -> None:
-        if isinstance(message, VariableMessage):
-            name = message.name
-            sub = self.schema.each.get(name)
-            if sub is None and self.schema.closed and name not in RESERVED_VARIABLES:
-                raise _output_error(
-                    f"variable {name!r} is not declared in the tool's output_schema",
-                    code="undeclared_variable",
-                )
-            if not message.stream and sub is not None:
-                problem = sub(message.value, "")
-                if problem:
-                    raise _output_error(
-                        f"variable {name!r} does not match the output_schema: {problem}"
-                    )
-        elif isinstance(message, ErrorMessage):
-            raise _output_error("a tool may not emit an error message itself; it raises")
-        self.collector.add(message)
-
-    def finish(self) -> NodeOutputs:
-        outputs = self.collector.outputs()
-        missing = [n for n in self.schema.required if n not in outputs.variables]
-        if missing:
-            raise _output_error(
-                f"the tool did not emit declared variable(s) {', '.join(missing)}",
-                code="missing_variable",
-            )
-        for name in self.collector.streamed_names():
-            sub = self.schema.each.get(name)
-            problem = sub(outputs.variables[name], "") if sub else None
-            if problem:
-                raise _output_error(
-                    f"streamed variable {name!r} does not match the output_schema: {problem}"
-                )
-        problem = self.schema.shallow(outputs.variables, "")
-        if problem:
-            raise _output_error(f"output variables do not match the output_schema: {problem}")
-        return outputs

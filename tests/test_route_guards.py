@@ -1,0 +1,168 @@
+"""Every route that takes a workspace key refuses a request without a good one, the KV GET fast
+path included; and a guard added to the KV controller or to the app reaches every KV route,
+the fast path too.
+
+The KV GET handler (`KvController.get_value`) reads its credential, key and conditional headers
+from the request itself instead of through Litestar's dependencies and parameters (they cost
+about a fifth of the request). Guards, middleware and exception handlers still apply to it, as
+to any handler: Litestar runs a handler's guards before calling it. What it does not get is a
+dependency added to the controller: `test_the_kv_controller_has_no_dependency_the_fast_path_skips`
+makes whoever adds one decide what the fast path does with it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+
+import memory_service.app as app_module
+from memory_service.http.kv import KvController
+from memory_service.http.memory import MemoryController
+from memory_service.http.stats import StatsController
+from memory_service.http.tools import ToolsController
+from tests.conftest import Api, make_api
+
+DENIED = "refused by the test's guard"
+KV_OPERATIONS = {"kvSet", "kvGet", "kvExists", "kvDelete", "kvList", "usage"}
+# Path parameters filled in for a request that must reach (at least) the route's guards.
+SAMPLE = {"key": "k", "block_id": "b", "blockId": "b", "name": "memory_get", "key:path": "k"}
+
+
+def routes(app: Litestar, owners: tuple[type, ...] | None = None) -> list[tuple[str, str, str]]:
+    """(method, path with parameters filled in, operation id) of every HTTP route handler of the
+    app (only those of the given controllers, if any)."""
+    found = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            # A controller is registered as a router: its handlers are its bound methods.
+            owner = getattr(handler.fn, "__self__", None)
+            if owners is not None and not isinstance(owner, owners):
+                continue
+            path = route.path_format
+            for name, value in SAMPLE.items():
+                path = path.replace("{" + name + "}", value)
+            for method in sorted(handler.http_methods):
+                if method == "OPTIONS":
+                    continue
+                found.append((method, path, handler.operation_id or handler.handler_name))
+    return found
+
+
+async def call(api: Api, method: str, path: str, headers: dict[str, str]):  # noqa: ANN201
+    body = b"{}" if method in ("POST", "PUT") else None
+    return await api.client.request(method, path, headers=headers, content=body)
+
+
+def workspace_routes(app: Litestar) -> list[tuple[str, str, str]]:
+    owners = (KvController, MemoryController, StatsController, ToolsController)
+    return [r for r in routes(app, owners) if not r[1].startswith("/api/tools/manifest")]
+
+
+async def test_every_workspace_route_refuses_a_missing_or_bad_key(database_url: str) -> None:
+    # Failed credentials from one address are bounded (429 past a burst): not what this tests.
+    api, app = await make_api(database_url, auth_failure_burst=10_000)
+    async with api.client:
+        listed = workspace_routes(app)
+        assert ("GET", "/api/kv/k", "kvGet") in listed  # the fast path is among them
+        good = await api.workspace("auth-every-route")
+        revoked = await api.workspace("auth-revoked")
+        keys = await api.client.get("/admin/workspaces/auth-revoked/keys", headers=api.admin)
+        for key in keys.json()["keys"]:
+            r = await api.client.delete(f"/admin/keys/{key['id']}", headers=api.admin)
+            assert r.status_code == 200, r.text
+        gone = await api.workspace("auth-gone")
+        r = await api.client.delete("/admin/workspaces/auth-gone", headers=api.admin)
+        assert r.status_code == 200, r.text
+        await api.client.put("/api/kv/k", content=b"kept", headers=good)
+        refusals = {
+            "no key": {},
+            "wrong key": {"Authorization": "Bearer ms_not-a-key"},
+            "wrong X-API-Key": {"X-API-Key": "ms_not-a-key"},
+            "revoked key": revoked,
+            "deleted workspace": gone,
+        }
+        for method, path, operation in listed:
+            for why, headers in refusals.items():
+                r = await call(api, method, path, headers)
+                assert r.status_code == 401, (operation, why, r.status_code, r.text)
+                if method != "HEAD":
+                    body = r.json()
+                    assert (body["success"], body["code"]) == (False, "unauthorized"), body
+        # Nothing was changed by the refused writes.
+        r = await api.client.get("/api/kv/k", headers=good)
+        assert (r.status_code, r.content) == (200, b"kept")
+
+
+async def deny(_connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    raise PermissionDeniedException(DENIED)
+
+
+async def assert_denied(api: Api, method: str, path: str, headers: dict[str, str]) -> None:
+    r = await call(api, method, path, headers)
+    assert r.status_code == 403, (method, path, r.status_code, r.text)
+    if method != "HEAD":
+        assert r.json() == {
+            "success": False,
+            "error": DENIED,
+            "message": DENIED,
+            "code": "forbidden",
+        }
+
+
+async def with_stored_value(database_url: str) -> dict[str, str]:
+    """A workspace holding k = v, made before any guard is set; its key's headers."""
+    made, _ = await make_api(database_url)
+    async with made.client:
+        key = await made.workspace("guarded")
+        assert (await made.client.put("/api/kv/k", content=b"v", headers=key)).status_code == 201
+    return key
+
+
+async def assert_unchanged(database_url: str, key: dict[str, str]) -> None:
+    """The refused writes changed nothing (read with no guard set)."""
+    api, _ = await make_api(database_url)
+    async with api.client:
+        r = await api.client.get("/api/kv/k", headers=key)
+        assert (r.status_code, r.content) == (200, b"v")
+
+
+async def test_a_guard_on_the_kv_controller_reaches_every_kv_route(
+    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await with_stored_value(sqlite_database_url)
+    monkeypatch.setattr(KvController, "guards", [deny])
+    api, app = await make_api(sqlite_database_url)
+    async with api.client:
+        kv_routes = routes(app, (KvController,))
+        assert {op for _, _, op in kv_routes} == KV_OPERATIONS
+        for method, path, _ in kv_routes:
+            await assert_denied(api, method, path, key)
+        # The other controllers are not guarded by it.
+        r = await api.client.get("/api/memory?conversationId=c", headers=key)
+        assert r.status_code == 200, r.text
+    monkeypatch.undo()
+    await assert_unchanged(sqlite_database_url, key)
+
+
+async def test_an_app_guard_reaches_the_kv_fast_path(
+    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await with_stored_value(sqlite_database_url)
+    monkeypatch.setattr(app_module, "Litestar", functools.partial(Litestar, guards=[deny]))
+    api, app = await make_api(sqlite_database_url)
+    async with api.client:
+        for method, path, _ in workspace_routes(app):
+            await assert_denied(api, method, path, key)
+    monkeypatch.undo()
+    await assert_unchanged(sqlite_database_url, key)
+
+
+def test_the_kv_controller_has_no_dependency_the_fast_path_skips() -> None:
+    # get_value resolves the principal itself (provide_principal); any other dependency added to
+    # the controller would not reach it. Add it to get_value by hand too, then here.
+    assert set(KvController.dependencies or {}) == {"principal"}

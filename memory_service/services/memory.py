@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..storage import kv as kv_sql
 from ..storage import memory as sql
 from ..storage.database import Database
-from ..storage.memory import Filter
+from ..storage.memory import Filter as Filter  # used by callers (http/memory.py) from here
 from ..storage.memory_tables import ID_LENGTH
 from ..storage.pg_batch import PgBatcher
 from .cursors import Cursors, invalid_cursor
@@ -178,7 +178,7 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
         charge(conn, account, delta, req.now)
         sql.set_block_name(conn, ws, req.block_id, req.block_name, req.now)
         name = req.block_name
-    if req.idempotency_key is not None:
+    if req.idempotency_key is not None and req.request_hash is not None:  # set together
         sql.record_idempotency(
             conn,
             ws,
@@ -640,11 +640,12 @@ class MemoryService:
         # response stays bounded however many memories and messages a page could name.
         budget = max(self.settings.max_response_messages, window.size)
         args = (workspace_id, flt or Filter(), after, limit, window, budget)
-        page = None
+        page: tuple[list[MemoryOut], int | None] | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
             page = await self.db.read(read_page_txn, *args, True, inline=True)
         if page is None:
             page = await self.db.read(read_page_txn, *args)
+        assert page is not None  # only the inline read gives up (None); a thread's read waits
         memories, next_after = page
         await self._seal_data_cursors(workspace_id, memories)
         next_cursor = None
@@ -670,11 +671,11 @@ class MemoryService:
                 code="missing_conversation_id",
             )
         block = DEFAULT_BLOCK if block_id is None else check_id(block_id, "blockId")
-        page = self.settings.max_message_page
+        most = self.settings.max_message_page
         if limit is None:
-            limit = page
-        if not 1 <= limit <= page:
-            raise BadRequest(f"limit must be between 1 and {page}", code="invalid_limit")
+            limit = most
+        if not 1 <= limit <= most:
+            raise BadRequest(f"limit must be between 1 and {most}", code="invalid_limit")
         position = None
         if cursor:
             await self.cursors.load()

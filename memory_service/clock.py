@@ -2,10 +2,19 @@
 
 import time
 from datetime import UTC, datetime
+from typing import overload
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
+@overload
+def iso(ms: int | None) -> str | None: ...
 
 
 def iso(ms: int | None) -> str | None:

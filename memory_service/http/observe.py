@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from time import perf_counter
+from typing import cast
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import ACCESS_LOGGER, AccessEntry, AccessLog, request_id_var
@@ -29,7 +32,7 @@ UNMATCHED = "unmatched"  # the route label of requests that no route matched
 _QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
             if _SANE_ID.fullmatch(value):
@@ -46,7 +49,7 @@ class ObserveMiddleware:
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
@@ -80,7 +83,8 @@ class ObserveMiddleware:
                         route,
                         status,
                         seconds,
-                        scope.get(WORKSPACE_SCOPE_KEY),
+                        # http/auth.py notes the workspace name (a str) once it is known.
+                        cast("str | None", scope.get(WORKSPACE_SCOPE_KEY)),
                     )
                 )
             request_id_var.reset(token)

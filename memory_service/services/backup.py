@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -73,13 +74,13 @@ def _engine(url: str, sqlite_begin: str) -> AsyncEngine:
         # The driver would begin no transaction before a SELECT (so two reads would not share a
         # snapshot), nor an immediate one for writing: begin explicitly.
         @event.listens_for(engine.sync_engine, "connect")
-        def _connect(dbapi_conn, _record):  # noqa: ANN001
+        def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             dbapi_conn.isolation_level = None
             dbapi_conn.execute("PRAGMA busy_timeout=30000")
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn):  # noqa: ANN001
+        def _begin(conn: Connection) -> None:
             conn.exec_driver_sql(sqlite_begin)
 
     return engine
@@ -404,7 +405,9 @@ class _Importer:
         self.memory_ids: dict[int, int] = {}
         self.spec: sql.Spec | None = None
         self.batch: list[dict] = []
-        self.refs: list[int] = []
+        # Per row of the batch, what its new id is filed under: a memory's ref in the file
+        # (int), or a workspace's name (str), by the table being imported.
+        self.refs: list[Any] = []
         self.bytes = 0
 
     def add(self, spec: sql.Spec, record: dict, params: dict) -> None:
@@ -422,7 +425,7 @@ class _Importer:
         if spec.ref_column:
             self.refs.append(record["ref"])
         if spec is sql.WORKSPACE:
-            self.refs.append(params["name"])  # type: ignore[arg-type]
+            self.refs.append(params["name"])
         self.bytes += _size(params)
         if len(self.batch) >= BATCH_ROWS or self.bytes >= BATCH_BYTES:
             self.flush()

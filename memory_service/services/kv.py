@@ -5,8 +5,9 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import NoResultFound
 
 from ..clock import now_ms
@@ -110,7 +111,7 @@ def sweep_account(conn: Connection, account: sql.Account, now: int) -> int:
     return freed
 
 
-def _is_live(row, now: int) -> bool:  # noqa: ANN001
+def _is_live(row: Row | None, now: int) -> bool:
     return row is not None and (row.expires_at is None or row.expires_at > now)
 
 
@@ -128,7 +129,7 @@ class SetRequest:
 def set_txn(conn: Connection, req: SetRequest) -> Written:
     account, row = sql.lock_account_with_entry(conn, req.workspace_id, req.key)
     live = _is_live(row, req.now)
-    req.conditions.check_write(row.version if live else None)
+    req.conditions.check_write(row.version if row is not None and live else None)
     if row is not None and not live:
         # The key's own expired row goes first: charge() may sweep expired rows, and a delta
         # taken against a row the sweep then deletes would free its bytes twice.
@@ -184,7 +185,7 @@ def _pg_conditions(conditions: Preconditions) -> dict:
     return {"im_any": im_any, "im_tags": im_tags, "inm_any": inm_any, "inm_tags": inm_tags}
 
 
-def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> None:
+def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> NoReturn:
     """Turn a refusal of ms_kv_set/ms_kv_delete into the error the Python rules raise."""
     if status == "gone":
         raise sql.WorkspaceGone(ws)
@@ -233,7 +234,8 @@ def delete_txn(
     """Returns (was live, bytes freed). An expired entry is removed too, freeing its bytes."""
     account, row = sql.lock_account_with_entry(conn, workspace_id, key)
     live = _is_live(row, now)
-    if live:  # an absent key is a 404 whatever the conditions (RFC 9110 13.2.1)
+    # An absent key is a 404 whatever the conditions (RFC 9110 13.2.1).
+    if row is not None and live:
         conditions.check_write(row.version)
     if row is None:
         return False, 0
@@ -311,7 +313,7 @@ class KvService:
             conditions=conditions,
             now=now,
         )
-        if self.db.is_sqlite:
+        if self._pg_sets is None:  # SQLite
             written = await self.db.write(set_txn, req)
         else:
             written = await pg_set(self._pg_sets, req)
@@ -335,7 +337,7 @@ class KvService:
             return Value(value, row.content_type, row.version, row.expires_at, row.updated_at)
         raise Conflict("key is being rewritten too fast to read; retry", code="busy_key")
 
-    async def head(self, workspace_id: int, key: str):  # noqa: ANN201
+    async def head(self, workspace_id: int, key: str) -> Row:
         row = await self.db.read_statement(
             sql.head_entry, workspace_id, self.key(key), self.clock()
         )

@@ -9,7 +9,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import iso, now_ms
@@ -170,7 +170,7 @@ def check_name(name: str) -> None:
         )
 
 
-def _workspace_by_name(conn: Connection, name: str):  # noqa: ANN202
+def _workspace_by_name(conn: Connection, name: str) -> Row | None:
     # A name that could never have been created is not looked up (PostgreSQL refuses NUL).
     return sql.workspace_by_name(conn, name) if NAME_RE.fullmatch(name) else None
 
@@ -179,7 +179,8 @@ def _workspace_id(conn: Connection, name: str) -> int:
     row = _workspace_by_name(conn, name)
     if row is None:
         raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
-    return row.id
+    workspace_id: int = row.id
+    return workspace_id
 
 
 def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
@@ -220,7 +221,7 @@ def _list_keys_txn(conn: Connection, name: str) -> list[dict]:
     return [key_view(r, name) for r in sql.list_keys(conn, _workspace_id(conn, name))]
 
 
-def workspace_view(row, active_keys: int) -> dict:  # noqa: ANN001
+def workspace_view(row: Row, active_keys: int) -> dict:
     return {
         "name": row.name,
         "quota_bytes": row.quota_bytes,
@@ -230,7 +231,7 @@ def workspace_view(row, active_keys: int) -> dict:  # noqa: ANN001
     }
 
 
-def key_view(row, workspace: str) -> dict:  # noqa: ANN001
+def key_view(row: Row, workspace: str) -> dict:
     return {
         "id": row.id,
         "workspace": workspace,

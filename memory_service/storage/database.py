@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..settings import Settings
 from .prepared import FastConnection
@@ -63,7 +63,7 @@ def _sqlite_engine(
     sync = settings.sqlite_synchronous
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Autocommit at the driver level: transactions are begun explicitly (see _transaction),
         # since a deferred transaction that reads then writes fails at once with "database is
         # locked" where BEGIN IMMEDIATE would have waited.
@@ -119,7 +119,7 @@ class _GroupCommitWriter:
     def alive(self) -> bool:
         return not self._dead and self._thread.is_alive()
 
-    def submit(self, fn: Txn, args: tuple) -> asyncio.Future:
+    def submit(self, fn: Txn[T], args: tuple) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._lock:
@@ -238,7 +238,7 @@ def _settle_all(settled: list[tuple[asyncio.Future, tuple[bool, Any]]]) -> None:
             fut.set_exception(value)
 
 
-def _pg_engine(settings: Settings):  # noqa: ANN202
+def _pg_engine(settings: Settings) -> AsyncEngine:
     """A fixed pool of PostgreSQL connections, kept open and reused.
 
     No overflow: connections opened past the pool size under a burst were closed again when
@@ -257,7 +257,8 @@ def _pg_engine(settings: Settings):  # noqa: ANN202
     )
 
     @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001
+    # `dbapi_conn` is SQLAlchemy's adapter around the asyncpg connection (untyped).
+    def _on_checkout(dbapi_conn: Any, _record: object, _proxy: object) -> None:
         raw = dbapi_conn._connection
         if raw.is_closed():
             raise DisconnectionError("connection closed while in the pool")

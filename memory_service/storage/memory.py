@@ -9,11 +9,26 @@ range seq >= next_seq - N: its cost does not depend on the length of the history
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Executable,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 
@@ -180,7 +195,7 @@ _DELETE_BLOCK = delete(memory_block_t).where(
 )
 
 
-def _upsert_block(insert_fn):  # noqa: ANN001, ANN202
+def _upsert_block(insert_fn: Callable[[Table], SqliteInsert | PgInsert]) -> Executable:
     stmt = insert_fn(memory_block_t).values(
         workspace_id=bindparam("ws"),
         block_id=bindparam("block"),
@@ -358,7 +373,7 @@ class Filter:
         return conds
 
 
-def _page_statement(by_conversation: bool, by_block: bool, by_name: bool):  # noqa: ANN202
+def _page_statement(by_conversation: bool, by_block: bool, by_name: bool) -> Select:
     conds = [M.workspace_id == bindparam("ws")]
     if by_conversation:
         conds.append(M.conversation_id == bindparam("conv"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATION_LOCK = 0x6D656D6F  # pg_advisory_xact_lock key ("memo") that serialises migrations
 
@@ -54,7 +56,7 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
     try:
         async with engine.connect() as conn:
 
-            def _run(sync_conn) -> None:  # noqa: ANN001
+            def _run(sync_conn: Connection) -> None:
                 if sync_conn.dialect.name == "postgresql":
                     # Replicas started together would all migrate at once and fail on each
                     # other's DDL: one at a time (held until commit); the others then find the
@@ -69,17 +71,17 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-def _transactional_sqlite(engine) -> None:  # noqa: ANN001
+def _transactional_sqlite(engine: AsyncEngine) -> None:
     """Let SQLite run each migration in a real transaction (the driver would not open one before
     DDL), so a failed migration leaves the database as it was."""
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_conn, _record):  # noqa: ANN001
+    def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         dbapi_conn.isolation_level = None
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn):  # noqa: ANN001
+    def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

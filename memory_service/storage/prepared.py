@@ -10,12 +10,14 @@ other statement through SQLAlchemy as usual. PostgreSQL always goes through SQLA
 
 from __future__ import annotations
 
+import sqlite3
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 S = TypeVar("S", bound=Executable)
 
@@ -33,8 +35,10 @@ def prepared(stmt: S) -> S:
 class _Compiled:
     __slots__ = ("sql", "names", "row_type")
 
-    def __init__(self, stmt: Executable, dialect: Any) -> None:
-        compiled = stmt.compile(dialect=dialect)
+    def __init__(self, stmt: ClauseElement, dialect: Any) -> None:
+        # A statement compiles to a SQLCompiler, whose internals are read here (see pyproject's
+        # bound on SQLAlchemy; tests/test_prepared.py runs every statement both ways).
+        compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         binds = compiled.binds
         if compiled.positiontup is None or any(
             b.expanding or b.value is not None or b.callable is not None for b in binds.values()
@@ -89,7 +93,8 @@ class FastConnection:
 
     def __init__(self, sa: Connection) -> None:
         self.sa = sa
-        self.raw = sa.connection.dbapi_connection
+        # The driver's connection (SQLite's), set while `sa` is open: FastConnection is SQLite's.
+        self.raw = cast(sqlite3.Connection, sa.connection.dbapi_connection)
         self.dialect = sa.dialect
 
     def execute(self, stmt: Any, params: Any = None) -> Any:

@@ -17,9 +17,11 @@ that is rolled back. A prepared statement that the workload never runs fails the
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 import sqlite3
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +59,7 @@ def _import_everything() -> None:
 def _names() -> dict[int, str]:
     """id(statement) -> where it is defined (module.VARIABLE, or module.VARIABLE[dialect])."""
     names: dict[int, str] = {}
-    for module_name, module in list(__import__("sys").modules.items()):
+    for module_name, module in list(sys.modules.items()):
         if not module_name.startswith("memory_service.") or module is None:
             continue
         for var, value in vars(module).items():
@@ -171,8 +173,6 @@ Recorded = tuple[int, Any]  # (id of the statement, the parameters given)
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Recorded]]]:
-    import asyncio
-
     db = tmp_path_factory.mktemp("prepared") / "memory.db"
     url = sqlite_url(db)
     calls: list[Recorded] = []
@@ -190,11 +190,11 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, li
             h = await api.workspace("prepared-ws")
             await _workload(api.client, h)
 
-    FastConnection.execute = recording  # type: ignore[method-assign]
+    FastConnection.execute = recording
     try:
         asyncio.run(run())
     finally:
-        FastConnection.execute = original  # type: ignore[method-assign]
+        FastConnection.execute = original
     yield url, calls
 
 

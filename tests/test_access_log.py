@@ -29,14 +29,17 @@ def _through_logging(entry: tuple[float, AccessEntry]) -> dict:
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("memory_service.access")
     logger.addHandler(handler)
-    old_level, logger.level = logger.level, logging.DEBUG
+    # setLevel, not the attribute: it also clears the loggers' cached isEnabledFor answers,
+    # which an earlier test's app (at the default WARNING) may have filled with "no".
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
     token = request_id_var.set(request_id)
     try:
         LoggerAccessLog().record(entry[1])
     finally:
         request_id_var.reset(token)
         logger.removeHandler(handler)
-        logger.level = old_level
+        logger.setLevel(old_level)
     return json.loads(stream.getvalue())
 
 

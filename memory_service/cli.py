@@ -8,9 +8,9 @@ import gc
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -32,7 +32,7 @@ url_option = click.option(
 )
 
 
-def _settings(database_url: str | None, **overrides: object) -> Settings:
+def _settings(database_url: str | None, **overrides: Any) -> Settings:
     if database_url:
         overrides["database_url"] = database_url
     try:
@@ -286,7 +286,7 @@ def _progressbar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
-def _backup_run(fn: Callable[[], Awaitable[T]]) -> T:
+def _backup_run(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     from .services.backup import BackupError
 
     try:
@@ -336,11 +336,11 @@ def backup_import(file: Path, database_url: str | None) -> None:
 
     The whole file is checked first (checksum, counts, every record); a workspace that already
     exists in the database is refused, never merged."""
-    from .services.backup import import_backup
+    from .services.backup import Plan, import_backup
 
     settings = _settings(database_url)
 
-    async def run():  # noqa: ANN202
+    async def run() -> Plan:
         await upgrade(settings.database_url)
         return await import_backup(settings.database_url, file, progress=_progressbar)
 

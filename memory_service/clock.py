@@ -2,6 +2,7 @@
 
 import time
 from datetime import UTC, datetime
+from typing import overload
 
 
 def now_ms() -> int:
@@ -11,6 +12,14 @@ def now_ms() -> int:
 # The text of the last second formatted: the timestamps of one answer (and of answers close in
 # time) mostly share it, and formatting a datetime costs ten times the lookup.
 _last_second: tuple[int, str] = (-1, "")
+
+
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
+@overload
+def iso(ms: int | None) -> str | None: ...
 
 
 def iso(ms: int | None) -> str | None:

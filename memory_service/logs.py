@@ -180,12 +180,14 @@ class ThreadedAccessLog:
         if not entries:
             return
         text = mask_secrets("".join(map(self._line, entries)))
-        with self._handler.lock:  # one stream shared with the other records
-            try:
-                self._handler.stream.write(text)
-                self._handler.stream.flush()
-            except (OSError, ValueError):  # a closed or broken stderr: nowhere left to write
-                pass
+        self._handler.acquire()  # one stream shared with the other records
+        try:
+            self._handler.stream.write(text)
+            self._handler.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stderr: nowhere left to write
+            pass
+        finally:
+            self._handler.release()
 
     def _line(self, stamped: tuple[float, AccessEntry]) -> str:
         # The same object JsonFormatter writes for an access record, built by hand: a dict and

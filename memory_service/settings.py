@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 MiB = 1024 * 1024
 # The admin token and a cursor secret guard everything: long enough that guessing is hopeless.
@@ -129,7 +130,7 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         env = dict(os.environ if env is None else env)
         url = env.get("MEMORY_DATABASE_URL") or sqlite_url(default_data_dir() / "memory.db")
         settings = cls(

@@ -7,6 +7,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
+from ..services.container import Services
 from ..services.workspaces import WorkspaceService
 from .auth import admin_guard
 from .schemas import (
@@ -26,7 +27,8 @@ from .schemas import (
 
 
 def provide_workspaces(state: State) -> WorkspaceService:
-    return state.services.workspaces
+    services: Services = state.services
+    return services.workspaces
 
 
 class AdminController(Controller):

@@ -9,6 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers import BaseRouteHandler
 
+from ..services.container import Services
 from ..services.errors import NotFound, Unauthorized
 from ..services.workspaces import Principal
 
@@ -33,10 +34,11 @@ def client_address(connection: ASGIConnection) -> str:
 
 
 async def provide_principal(request: Request, state: State) -> Principal:
-    services = state.services
+    services: Services = state.services
     principal = await services.workspaces.authenticate(
         bearer_or_api_key(request), client_address(request)
     )
+    # An extension key of the ASGI scope; Litestar's Scope type lists only the spec's keys.
     request.scope[WORKSPACE_SCOPE_KEY] = principal.workspace  # type: ignore[literal-required]
     if services.limiter is not None:  # per workspace, refused before any database work
         services.limiter.check(principal.workspace_id)

@@ -96,8 +96,6 @@ def _litestar_default(response: OpenAPIResponse | Reference) -> bool:
 def complete(openapi: OpenAPI) -> OpenAPI:
     """Add the error responses (and the Failure schema) to every operation of `openapi`."""
     components = openapi.components
-    if components.schemas is None:
-        components.schemas = {}
     components.schemas.setdefault(FAILURE, _failure_schema())
     envelope = {
         "application/json": OpenAPIMediaType(schema=Reference(f"#/components/schemas/{FAILURE}"))

@@ -10,6 +10,7 @@ import logging
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from ..errors import StorageUnavailable, WorkspaceGone
 from ..services.errors import ServiceError
@@ -128,7 +129,7 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
     return envelope(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error", "internal_error")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ServiceError: handle_service_error,
     WorkspaceGone: handle_workspace_gone,
     StorageUnavailable: handle_storage_unavailable,

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote_to_bytes
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 _MESSAGE = "query string is not valid UTF-8 once percent-decoded"
 _REFUSAL = json.dumps(
@@ -34,17 +42,21 @@ class QueryGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not query_is_utf8(scope.get("query_string", b"")):
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_REFUSAL)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _REFUSAL})
+        if scope["type"] == ScopeType.HTTP and not query_is_utf8(scope.get("query_string", b"")):
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_REFUSAL)).encode()),
+                ],
+            }
+            await send(start)
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": _REFUSAL,
+                "more_body": False,
+            }
+            await send(body)
             return
         await self.app(scope, receive, send)

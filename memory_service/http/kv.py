@@ -27,6 +27,7 @@ from litestar.response.base import ASGIResponse
 
 from ..clock import iso
 from ..services.conditions import Preconditions
+from ..services.container import Services
 from ..services.errors import BadRequest
 from ..services.kv import KvService
 from ..services.media_types import value_headers
@@ -70,7 +71,8 @@ def value_response_headers(
 
 
 def kv_of(request: Request) -> KvService:
-    return request.app.state.services.kv
+    services: Services = request.app.state.services
+    return services.kv
 
 
 IfMatch = Annotated[
@@ -125,7 +127,7 @@ class AnyTypeOperation(Operation):
             ok.content = {"application/octet-stream": OpenAPIMediaType(schema=BYTES)}
         # Read by the handler itself (see get_value), documented here.
         for param in self.parameters or []:
-            if getattr(param, "name", None) == "key":
+            if isinstance(param, OpenAPIParameter) and param.name == "key":
                 param.description = KEY_DOC
                 param.schema = Schema(type=OpenAPIType.STRING, description=KEY_DOC)
         self.parameters = [
@@ -272,11 +274,10 @@ class KvController(Controller):
         headers = value_response_headers(row.version, row.content_type, row.expires_at)
         headers["X-Value-Length"] = str(row.value_size)
         if not conditions.empty and not conditions.evaluate(row.version):
-            return Response(b"", status_code=304, headers=headers)
-        # b"", not None: Litestar cannot render None under a binary media type (a 500). The
-        # stored type exactly, as GET answers it (media_type alone gains a charset).
+            return Response(b"", status_code=304, headers=headers)  # type: ignore[arg-type]
+        # The stored type exactly, as GET answers it (media_type alone gains a charset).
         headers["Content-Type"] = row.content_type
-        return Response(b"", media_type=row.content_type, headers=headers)
+        return Response(b"", media_type=row.content_type, headers=headers)  # type: ignore[arg-type]
 
     @delete(
         "/kv/{key:path}",

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import mcp_types as types
 import msgspec
 from litestar import Litestar, Request
+from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
@@ -76,7 +77,8 @@ def _invalid(message: str, uri: str, code: str = "invalid_uri") -> MCPError:
 
 def _principal(ctx: Any) -> Principal:
     # Set by McpEndpoint before the SDK saw the request; the SDK hands the request on.
-    return ctx.request.scope[PRINCIPAL_SCOPE_KEY]
+    principal: Principal = ctx.request.scope[PRINCIPAL_SCOPE_KEY]
+    return principal
 
 
 def _tool(manifest: ToolManifest) -> types.Tool:
@@ -154,7 +156,7 @@ class McpEndpoint:
         self.manager = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "POST":
             # Stateless and JSON-only: no server-to-client stream to GET, no session to DELETE
             # (the spec's answer to a GET it does not serve is 405; the SDK would hold it open).
             raise MethodNotAllowedException(headers={"Allow": "POST"})
@@ -162,9 +164,12 @@ class McpEndpoint:
         # refusal raises here and Litestar answers it with the usual error envelope.
         request: Request = Request(scope, receive)
         principal = await provide_principal(request, request.app.state)
+        # An extension key of the ASGI scope; Litestar's Scope type lists only the spec's keys.
         scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
         if self.manager is None:  # outside the app's lifespan
             raise RuntimeError("the MCP endpoint is not running")
+        # The same ASGI scope and callables, typed by Litestar (TypedDicts) and by Starlette,
+        # which the SDK uses (a MutableMapping), in ways mypy does not relate.
         await self.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
 
     # --- tools ----------------------------------------------------------------------------------

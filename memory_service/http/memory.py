@@ -10,6 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from ..clock import iso
+from ..services.container import Services
 from ..services.errors import BadRequest
 from ..services.memory import Filter, MemoryService
 from ..services.shapes import found, memory_item, message_out
@@ -77,7 +78,8 @@ KeepSystem = Annotated[
 
 
 def memory_of(request: Request) -> MemoryService:
-    return request.app.state.services.memory
+    services: Services = request.app.state.services
+    return services.memory
 
 
 def block_from_path(request: Request) -> str:
@@ -317,7 +319,9 @@ class MemoryController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[MemoryBlockName],
     ) -> MemoryBlockOne:
-        return await self.set_block.fn(self, request, principal, "", data)
+        # The handler's plain function (Litestar types it loosely).
+        one: MemoryBlockOne = await self.set_block.fn(self, request, principal, "", data)
+        return one
 
     @get("/blocks", operation_id="memoryBlockList", summary="The block registry, paginated")
     async def list_blocks(

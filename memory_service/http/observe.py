@@ -11,8 +11,11 @@ import itertools
 import logging
 import os
 import re
+from collections.abc import Iterable
 from time import perf_counter
+from typing import cast
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..logs import ACCESS_LOGGER, AccessEntry, AccessLog, request_id_var
@@ -48,7 +51,7 @@ class RequestIds:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
-def request_id_of(headers: list[tuple[bytes, bytes]], fresh: RequestIds) -> str:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]], fresh: RequestIds) -> str:
     """The client's X-Request-ID when it is sane, else a fresh one."""
     for name, value in headers:
         if name == REQUEST_ID_HEADER:
@@ -67,7 +70,7 @@ class ObserveMiddleware:
         self.request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
@@ -101,7 +104,8 @@ class ObserveMiddleware:
                         route,
                         status,
                         seconds,
-                        scope.get(WORKSPACE_SCOPE_KEY),
+                        # http/auth.py notes the workspace name (a str) once it is known.
+                        cast("str | None", scope.get(WORKSPACE_SCOPE_KEY)),
                     )
                 )
             request_id_var.reset(token)

@@ -94,11 +94,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
         super().on_headers_complete()
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
+        # None, like uvicorn's: a false answer lets the transport close itself after EOF.
         if self._lingering:  # the client is done too
             self.transport.close()
-            return False
-        return super().eof_received()
+            return
+        super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:

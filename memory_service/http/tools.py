@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 
@@ -50,15 +58,17 @@ Format = Annotated[
 
 def _envelope_schema() -> Schema:
     return Schema(
-        type="object",
+        type=OpenAPIType.OBJECT,
         required=["type", "message", "meta"],
         properties={
             "type": Schema(
-                type="string",
+                type=OpenAPIType.STRING,
                 enum=["text", "link", "image", "blob", "json", "variable", "error"],
             ),
-            "message": Schema(type="object", description="Depends on `type`; see the README."),
-            "meta": Schema(type="object"),
+            "message": Schema(
+                type=OpenAPIType.OBJECT, description="Depends on `type`; see the README."
+            ),
+            "meta": Schema(type=OpenAPIType.OBJECT),
         },
     )
 
@@ -73,10 +83,10 @@ class InvokeOperation(Operation):
             content={
                 "application/json": OpenAPIMediaType(
                     schema=Schema(
-                        type="object",
+                        type=OpenAPIType.OBJECT,
                         properties={
                             "parameters": Schema(
-                                type="object",
+                                type=OpenAPIType.OBJECT,
                                 description="The tool's parameters by name (see its manifest).",
                             )
                         },
@@ -106,7 +116,7 @@ class YamlTooOperation(Operation):
 
     def __post_init__(self) -> None:
         ok = self.responses and self.responses.get("200")
-        if ok is not None and not isinstance(ok, dict) and ok.content:
+        if isinstance(ok, OpenAPIResponse) and ok.content:
             ok.content[YAML] = OpenAPIMediaType(
                 schema=Schema(description="The manifest(s) as Dify plugin tool YAML.")
             )
@@ -116,12 +126,12 @@ class YamlTooOperation(Operation):
 class YamlListOperation(Operation):
     def __post_init__(self) -> None:
         ok = self.responses and self.responses.get("200")
-        if ok is not None and not isinstance(ok, dict):
+        if isinstance(ok, OpenAPIResponse):
             ok.content = {
                 YAML: OpenAPIMediaType(
                     schema=Schema(
-                        type="array",
-                        items=Schema(type="object"),
+                        type=OpenAPIType.ARRAY,
+                        items=Schema(type=OpenAPIType.OBJECT),
                         description="Every tool's manifest as Dify plugin tool YAML.",
                     )
                 )
@@ -164,6 +174,8 @@ class ToolsController(Controller):
         self, principal: NamedDependency[Principal], format: Format = "json"
     ) -> Response[ToolList]:
         if format == "yaml":
+            # The declared Response[ToolList] documents the JSON answer in the OpenAPI document
+            # (YamlTooOperation adds the YAML one), so the YAML response is not of that type.
             return _yaml(catalogue.manifests())  # type: ignore[return-value]
         tools = catalogue.manifests()
         return Response(ToolList(success=True, message=f"{len(tools)} tools", tools=tools))
@@ -192,7 +204,7 @@ class ToolsController(Controller):
         self, principal: NamedDependency[Principal], name: FromPath[str], format: Format = "json"
     ) -> Response[ToolOne]:
         tool = catalogue.get_tool(name)
-        if format == "yaml":
+        if format == "yaml":  # not the declared JSON type: see list_tools
             return _yaml(tool.manifest)  # type: ignore[return-value]
         return Response(ToolOne(success=True, message=f"Tool {name!r}", tool=tool.manifest))
 
@@ -226,7 +238,7 @@ class ToolsController(Controller):
         sse = _wants_sse(request.headers.get("accept"))
         frame = encode_sse if sse else encode_ndjson
 
-        async def chunks():  # noqa: ANN202
+        async def chunks() -> AsyncIterator[bytes]:
             async for batch in runtime.invoke(tool, ctx, prepared):
                 yield frame(batch)
 

@@ -389,7 +389,9 @@ class _Importer:
         self.memory_ids: dict[int, int] = {}
         self.spec: sql.Spec | None = None
         self.batch: list[dict] = []
-        self.refs: list[int] = []
+        # Per row of the batch, what its new id is filed under: a memory's ref in the file
+        # (int), or a workspace's name (str), by the table being imported.
+        self.refs: list[Any] = []
         self.bytes = 0
 
     def add(self, spec: sql.Spec, record: dict, params: dict) -> None:
@@ -407,7 +409,7 @@ class _Importer:
         if spec.ref_column:
             self.refs.append(record["ref"])
         if spec is sql.WORKSPACE:
-            self.refs.append(params["name"])  # type: ignore[arg-type]
+            self.refs.append(params["name"])
         self.bytes += _size(params)
         if len(self.batch) >= BATCH_ROWS or self.bytes >= BATCH_BYTES:
             self.flush()

@@ -94,5 +94,7 @@ class Preconditions:
     def check_write(self, current: int | None) -> None:
         """A write or delete: any failed condition is a 412 and changes nothing."""
         if not self.evaluate(current):
-            what = "key already exists" if self.if_none_match.any else "entry is at that version"
+            # evaluate() is False only when If-None-Match was given and failed.
+            exists = self.if_none_match is not None and self.if_none_match.any
+            what = "key already exists" if exists else "entry is at that version"
             raise PreconditionFailed(f"{what} (If-None-Match)", headers={"ETag": f'"{current}"'})

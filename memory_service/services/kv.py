@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy.engine import Connection
 
@@ -125,7 +126,7 @@ class SetRequest:
 def set_txn(conn: Connection, req: SetRequest) -> Written:
     account, row = sql.lock_account_with_entry(conn, req.workspace_id, req.key)
     live = _is_live(row, req.now)
-    req.conditions.check_write(row.version if live else None)
+    req.conditions.check_write(row.version if row is not None and live else None)
     if row is not None and not live:
         # The key's own expired row goes first: charge() may sweep expired rows, and a delta
         # taken against a row the sweep then deletes would free its bytes twice.
@@ -181,7 +182,7 @@ def _pg_conditions(conditions: Preconditions) -> dict:
     return {"im_any": im_any, "im_tags": im_tags, "inm_any": inm_any, "inm_tags": inm_tags}
 
 
-def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> None:
+def _refused(status: str, current: int | None, conditions: Preconditions, ws: int) -> NoReturn:
     """Turn a refusal of ms_kv_set/ms_kv_delete into the error the Python rules raise."""
     if status == "gone":
         raise WorkspaceGone(ws)
@@ -220,6 +221,7 @@ async def pg_delete(
     params = {"ws": workspace_id, "key": key, "now": now, **_pg_conditions(conditions)}
     row = await db.write_statement(sql.pg_delete, params)
     if row.status == "ok":
+        assert row.live is not None and row.freed is not None  # (set when status is ok)
         return row.live, row.freed
     _refused(row.status, row.version, conditions, workspace_id)
 
@@ -230,7 +232,8 @@ def delete_txn(
     """Returns (was live, bytes freed). An expired entry is removed too, freeing its bytes."""
     account, row = sql.lock_account_with_entry(conn, workspace_id, key)
     live = _is_live(row, now)
-    if live:  # an absent key is a 404 whatever the conditions (RFC 9110 13.2.1)
+    # An absent key is a 404 whatever the conditions (RFC 9110 13.2.1).
+    if row is not None and live:
         conditions.check_write(row.version)
     if row is None:
         return False, 0
@@ -308,7 +311,7 @@ class KvService:
             conditions=conditions,
             now=now,
         )
-        if self.db.is_sqlite:
+        if self._pg_sets is None:  # SQLite
             written = await self.db.write(set_txn, req)
         else:
             written = await pg_set(self._pg_sets, req)

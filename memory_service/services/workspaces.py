@@ -179,7 +179,8 @@ def _workspace_id(conn: Connection, name: str) -> int:
     row = _workspace_by_name(conn, name)
     if row is None:
         raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
-    return row.id
+    workspace_id: int = row.id
+    return workspace_id
 
 
 def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, LargeBinary, Table, func, insert, select, tuple_
+from sqlalchemy import Column, ColumnElement, LargeBinary, Table, func, insert, select, tuple_
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
-from .tables import SQLModel, api_key_t, kv_entry_t, workspace_t
+from .tables import api_key_t, kv_entry_t, workspace_t
 
 # Rows of a page, and bytes of large values fetched at once: export memory stays bounded.
 PAGE_ROWS = 1000
@@ -98,7 +99,7 @@ def is_binary(column: Column) -> bool:
 # --- export --------------------------------------------------------------------------------------
 
 
-def _scope(spec: Spec, workspace_id: int):  # noqa: ANN202
+def _scope(spec: Spec, workspace_id: int) -> ColumnElement[bool]:
     """The rows of one workspace (messages through their memory)."""
     if spec.parent == "memory":
         owner = select(memory_t.c.id).where(memory_t.c.workspace_id == workspace_id)
@@ -123,11 +124,11 @@ def count(conn: Connection, spec: Spec, workspace_ids: list[int]) -> int:
     return total
 
 
-def _key(cols: list[Column]):  # noqa: ANN202
+def _key(cols: list[Column]) -> ColumnElement[Any]:
     return cols[0] if len(cols) == 1 else tuple_(*cols)
 
 
-def _value(key: tuple):  # noqa: ANN202
+def _value(key: tuple) -> Any:
     return key[0] if len(key) == 1 else tuple_(*key)
 
 
@@ -171,18 +172,18 @@ def rows(conn: Connection, spec: Spec, workspace_id: int) -> Iterator[Record]:
 def _runs(sized: list[tuple[tuple, int]]) -> Iterator[tuple[tuple, tuple]]:
     """(first key, last key) of consecutive rows holding at most PAGE_BYTES (or one row)."""
     first: tuple | None = None
-    prev: tuple | None = None
+    prev: tuple = ()  # set with `first`, always, before it is yielded
     total = 0
     for k, nbytes in sized:
         if first is not None and total + nbytes > PAGE_BYTES:
-            yield first, prev  # type: ignore[misc]
+            yield first, prev
             first, total = None, 0
         if first is None:
             first = k
         prev = k
         total += nbytes
     if first is not None:
-        yield first, prev  # type: ignore[misc]
+        yield first, prev
 
 
 # --- import --------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class _GroupCommitWriter:
     def alive(self) -> bool:
         return not self._dead and self._thread.is_alive()
 
-    def submit(self, fn: Txn, args: tuple) -> asyncio.Future:
+    def submit(self, fn: Txn[T], args: tuple) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         with self._lock:

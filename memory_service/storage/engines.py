@@ -14,11 +14,12 @@ upon.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -70,7 +71,7 @@ def sqlite_engine(
     sync = settings.sqlite_synchronous
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         sqlite_pragmas(dbapi_conn, busy_timeout_ms=busy, synchronous=sync)
 
     return engine
@@ -95,7 +96,7 @@ def pg_engine(settings: Settings) -> AsyncEngine:
     )
 
     @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001
+    def _on_checkout(dbapi_conn: Any, _record: object, _proxy: object) -> None:
         raw = dbapi_conn._connection
         if raw.is_closed():
             raise DisconnectionError("connection closed while in the pool")
@@ -123,11 +124,11 @@ def one_off_engine(
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _connect(dbapi_conn, _record):  # noqa: ANN001
+        def _connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             sqlite_pragmas(dbapi_conn, busy_timeout_ms=busy_timeout_ms, foreign_keys=foreign_keys)
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn):  # noqa: ANN001
+        def _begin(conn: Connection) -> None:
             conn.exec_driver_sql(sqlite_begin)
 
     return engine

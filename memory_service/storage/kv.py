@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -80,7 +96,7 @@ class DeleteOutcome(NamedTuple):
     freed: int | None
 
 
-def live(now):  # noqa: ANN001, ANN201
+def live(now: int | ColumnElement[int]) -> ColumnElement[bool]:
     """Entries that have not expired. Every read applies it, so expiry never waits for a sweep."""
     return or_(E.expires_at.is_(None), E.expires_at > now)
 
@@ -97,10 +113,10 @@ _SAVE_ACCOUNT = prepared(
     .where(W.id == bindparam("ws"))
     .values(used_bytes=bindparam("used"), version_seq=bindparam("seq"))
 )
-_ENTRY_META = prepared(
-    select(E.id, E.size, E.version, E.expires_at).where(
-        E.workspace_id == bindparam("ws"), E.key == bindparam("key")
-    )
+# Not prepared: only PostgreSQL runs it (SQLite reads the entry with the account, below), and
+# the driver path is SQLite's. tests/test_prepared.py wants every prepared statement run there.
+_ENTRY_META = select(E.id, E.size, E.version, E.expires_at).where(
+    E.workspace_id == bindparam("ws"), E.key == bindparam("key")
 )
 # The value only when it is at most :inline bytes (SQLite's length() of a blob reads no
 # content), so that a large value is fetched separately, off the event loop.
@@ -148,7 +164,7 @@ _UPSERT_COLUMNS = (
 )  # an overwrite of an expired entry is a new entry
 
 
-def _upsert(insert_fn):  # noqa: ANN001, ANN202
+def _upsert(insert_fn: Callable[[Table], SqliteInsert | PgInsert]) -> Executable:
     columns = ("workspace_id", "key", *_UPSERT_COLUMNS)
     stmt = insert_fn(kv_entry_t).values({name: bindparam(name) for name in columns})
     return stmt.on_conflict_do_update(

@@ -9,11 +9,14 @@ range seq >= next_seq - N: its cost does not depend on the length of the history
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import (
+    Executable,
+    Select,
+    Table,
     and_,
     bindparam,
     case,
@@ -25,7 +28,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -206,7 +211,7 @@ _DELETE_BLOCK = delete(memory_block_t).where(
 )
 
 
-def _upsert_block(insert_fn):  # noqa: ANN001, ANN202
+def _upsert_block(insert_fn: Callable[[Table], SqliteInsert | PgInsert]) -> Executable:
     stmt = insert_fn(memory_block_t).values(
         workspace_id=bindparam("ws"),
         block_id=bindparam("block"),
@@ -295,13 +300,13 @@ class IdempotencyRecord(NamedTuple):
 
     memory_id: int
     first_seq: int
-    count: int
+    appended: int  # messages (the column `count`, a name tuples already use)
     request_hash: str | None
     created_at: int
 
 
 _IDEM_GET = prepared(
-    select(I.memory_id, I.first_seq, I.count, I.request_hash, I.created_at).where(
+    select(I.memory_id, I.first_seq, I.count.label("appended"), I.request_hash, I.created_at).where(
         I.workspace_id == bindparam("ws"), I.key == bindparam("key")
     ),
     IdempotencyRecord,
@@ -428,7 +433,7 @@ class Filter:
         return conds
 
 
-def _page_statement(by_conversation: bool, by_block: bool, by_name: bool):  # noqa: ANN202
+def _page_statement(by_conversation: bool, by_block: bool, by_name: bool) -> Select:
     conds = [M.workspace_id == bindparam("ws")]
     if by_conversation:
         conds.append(M.conversation_id == bindparam("conv"))

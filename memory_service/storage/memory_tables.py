@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from . import tables as _tables  # noqa: F401  (the naming convention and `workspace` come first)
+from .tables import table_of  # (the naming convention and `workspace` come first)
 
 ID_LENGTH = 256  # conversationId, blockId and block names: at most this many characters
 
@@ -112,7 +112,7 @@ class MemoryIdempotency(SQLModel, table=True):
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-memory_t = Memory.__table__
-memory_message_t = MemoryMessage.__table__
-memory_block_t = MemoryBlock.__table__
-memory_idempotency_t = MemoryIdempotency.__table__
+memory_t = table_of(Memory)
+memory_message_t = table_of(MemoryMessage)
+memory_block_t = table_of(MemoryBlock)
+memory_idempotency_t = table_of(MemoryIdempotency)

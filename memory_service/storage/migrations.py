@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .engines import make_sqlite_folder, one_off_engine
@@ -53,7 +54,7 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
     try:
         async with engine.connect() as conn:
 
-            def _run(sync_conn) -> None:  # noqa: ANN001
+            def _run(sync_conn: Connection) -> None:
                 if sync_conn.dialect.name == "postgresql":
                     # Replicas started together would all migrate at once and fail on each
                     # other's DDL: one at a time (held until commit); the others then find the

@@ -10,12 +10,14 @@ other statement through SQLAlchemy as usual. PostgreSQL always goes through SQLA
 
 from __future__ import annotations
 
+import sqlite3
 from collections import namedtuple
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 S = TypeVar("S", bound=Executable)
 
@@ -46,8 +48,10 @@ def records(conn: Any, stmt: Executable, params: Any = None) -> list:
 class _Compiled:
     __slots__ = ("sql", "names", "row_type")
 
-    def __init__(self, stmt: Executable, dialect: Any, record: type[tuple] | None = None) -> None:
-        compiled = stmt.compile(dialect=dialect)
+    def __init__(self, stmt: ClauseElement, dialect: Any, record: Any = None) -> None:
+        # A statement compiles to a SQLCompiler, whose internals are read here (see pyproject's
+        # bound on SQLAlchemy; tests/test_prepared.py runs every statement both ways).
+        compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         binds = compiled.binds
         if compiled.positiontup is None or any(
             b.expanding or b.value is not None or b.callable is not None for b in binds.values()
@@ -57,10 +61,8 @@ class _Compiled:
         self.sql = str(compiled)
         self.names = tuple(binds[name].key for name in compiled.positiontup)
         keys = [col[0] for col in compiled._result_columns] if compiled._result_columns else []
-        if record is not None and list(record._fields) != keys:  # type: ignore[attr-defined]
-            raise ValueError(
-                f"{record.__name__} fields {record._fields} are not the columns {keys}"
-            )  # type: ignore[attr-defined]
+        if record is not None and list(record._fields) != keys:  # (a NamedTuple)
+            raise ValueError(f"{record.__name__} fields {record._fields} are not columns {keys}")
         self.row_type = record or (namedtuple("Row", keys, rename=True) if keys else None)
 
 
@@ -106,7 +108,8 @@ class FastConnection:
 
     def __init__(self, sa: Connection) -> None:
         self.sa = sa
-        self.raw = sa.connection.dbapi_connection
+        # The driver's connection (SQLite's), set while `sa` is open: FastConnection is SQLite's.
+        self.raw = cast(sqlite3.Connection, sa.connection.dbapi_connection)
         self.dialect = sa.dialect
 
     def execute(self, stmt: Any, params: Any = None) -> Any:

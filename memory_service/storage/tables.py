@@ -7,7 +7,7 @@ SQLite and PostgreSQL alike, whatever the database's collation.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, String, Table
 from sqlmodel import Field, SQLModel
 
 # Alembic batch mode on SQLite needs named constraints; set before any table is declared.
@@ -84,10 +84,17 @@ class ServerSecret(SQLModel, table=True):
     created_at: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
-workspace_t = Workspace.__table__
-server_secret_t = ServerSecret.__table__
-api_key_t = ApiKey.__table__
-kv_entry_t = KvEntry.__table__
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model, for the storage functions' SQL."""
+    # SQLModel's metaclass sets __table__ on every table=True class; its type hints do not say so.
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+workspace_t = table_of(Workspace)
+server_secret_t = table_of(ServerSecret)
+api_key_t = table_of(ApiKey)
+kv_entry_t = table_of(KvEntry)
 
 # The memory block API's tables live in their own module; importing it here registers them in
 # the metadata that Alembic and every importer of this module see.

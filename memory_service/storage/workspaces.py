@@ -47,7 +47,8 @@ def insert_workspace(conn: Connection, name: str, quota: int, now: int) -> int:
         .values(name=name, quota_bytes=quota, used_bytes=0, version_seq=0, created_at=now)
         .returning(workspace_t.c.id)
     )
-    return result.scalar_one()
+    workspace_id: int = result.scalar_one()
+    return workspace_id
 
 
 def workspace_by_name(conn: Connection, name: str) -> WorkspaceRecord | None:
@@ -92,7 +93,8 @@ def insert_key(
         )
         .returning(api_key_t.c.id)
     )
-    return result.scalar_one()
+    key_id: int = result.scalar_one()
+    return key_id
 
 
 def key_by_hash(conn: Connection, key_hash: str) -> KeyOwner | None:

@@ -133,7 +133,8 @@ def whole_number(name: str, value: Any) -> int | None:
         if not value.is_integer():
             raise _bad(name, "must be a whole number")
         return int(value)
-    return value
+    number: int | None = value  # coerced against the manifest: an int, or None when absent
+    return number
 
 
 def parse_parameters(manifest: ToolManifest, given: dict[str, Any]) -> dict[str, Any]:
@@ -198,4 +199,5 @@ def input_schema(manifest: ToolManifest) -> dict[str, Any]:
 
 def manifest_dict(manifest: ToolManifest) -> dict[str, Any]:
     """Plain data in the manifest's field order (for YAML)."""
-    return msgspec.to_builtins(manifest)
+    as_dict: dict[str, Any] = msgspec.to_builtins(manifest)
+    return as_dict

@@ -26,7 +26,8 @@ CHUNKS_PER_WRITE = 256
 
 
 def _memory_dict(memory: MemoryOut) -> dict[str, Any]:
-    return msgspec.to_builtins(memory_item(memory))
+    as_dict: dict[str, Any] = msgspec.to_builtins(memory_item(memory))
+    return as_dict
 
 
 # --- memory_add ----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def _json_equal(a: Any, b: Any) -> bool:
     # JSON equality: true is not 1, 1 is 1.0.
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    return a == b
+    return bool(a == b)
 
 
 def _at(where: str) -> str:

@@ -214,6 +214,7 @@ def encode_sse(messages: Iterable[ToolMessage]) -> bytes:
 
 
 def type_of(message: ToolMessage) -> str:
+    # msgspec types a tag as str | int; every ToolMessage's tag is its `type` string.
     return message.__struct_config__.tag  # type: ignore[return-value]
 
 

@@ -58,7 +58,7 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
         charge(conn, account, delta, req.now)
         sql.set_block_name(conn, ws, req.block_id, req.block_name, req.now)
         name = req.block_name
-    if req.idempotency_key is not None:
+    if req.idempotency_key is not None and req.request_hash is not None:  # set together
         sql.record_idempotency(
             conn,
             ws,
@@ -120,7 +120,7 @@ def _replay(conn: Connection, req: AddRequest, record: IdempotencyRecord) -> Mem
             "the add with this Idempotency-Key succeeded, but its memory has been deleted since",
             code="idempotent_memory_deleted",
         )
-    first, end = record.first_seq, record.first_seq + record.count
+    first, end = record.first_seq, record.first_seq + record.appended
     memory = memory_out(row, messages_of(sql.message_range(conn, row.id, first, end)), 0)
     _extend(conn, memory, first, end, req.last_n, req.keep_system)
     return memory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from ...storage.memory_tables import ID_LENGTH
+from ...storage.memory_tables import ID_LENGTH as ID_LENGTH  # (exported: HTTP documents it)
 from ..errors import BadRequest
 
 ROLES = frozenset({"user", "assistant", "system"})

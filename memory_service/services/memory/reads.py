@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from sqlalchemy.engine import Connection
 
 from ...storage import memory as sql
-from ...storage.memory import Filter, MemoryRecord, MessageRecord
+from ...storage.memory import Filter, MemoryRecord
 from ..errors import Conflict, NotFound
-from .results import MemoryOut, MessageOut, MessagePage, Window, memory_out, messages_of
+from .results import MemoryOut, MessageOut, MessagePage, Window, memory_out, message_of, messages_of
 
 # A read of at most this many messages, none larger than INLINE_MESSAGE_BYTES, runs on the event
 # loop's thread (SQLite): less than the hop to a reader thread costs. Larger reads go to threads.
@@ -39,11 +39,6 @@ def _pick(
         picked.append(row)
         total += size
     return picked, more, total
-
-
-def _message(r: MessageRecord) -> MessageOut:
-    assert r.content is not None  # (a capped read gives up on large ones before this)
-    return MessageOut(r.seq, r.role, r.content.decode("utf-8"))
 
 
 def read_page_txn(
@@ -78,9 +73,9 @@ def read_page_txn(
     if inline and any(r.content is None for r in (*found, *heads)):  # a large one: in a thread
         return None
     for r in found:
-        by_id[r.memory_id].append(_message(r))
+        by_id[r.memory_id].append(message_of(r))
     for r in heads:
-        by_id[r.memory_id].insert(0, _message(r))
+        by_id[r.memory_id].insert(0, message_of(r))
     memories = [memory_out(row, by_id[row.id], starts[row.id]) for row in picked]
     return memories, (picked[-1].id if more else None)
 

@@ -62,5 +62,12 @@ def memory_out(row: MemoryRecord, messages: list[MessageOut], window_start: int)
     )
 
 
+def message_of(r: MessageRecord) -> MessageOut:
+    """A message read whole (content is None only from a read capped by size, which gives up
+    on such a message before it gets here)."""
+    assert r.content is not None
+    return MessageOut(r.seq, r.role, r.content.decode("utf-8"))
+
+
 def messages_of(rows: Sequence[MessageRecord]) -> list[MessageOut]:
-    return [MessageOut(r.seq, r.role, r.content.decode("utf-8")) for r in rows]
+    return [message_of(r) for r in rows]

@@ -225,11 +225,12 @@ class MemoryService:
         # response stays bounded however many memories and messages a page could name.
         budget = max(self.settings.max_response_messages, window.size)
         args = (workspace_id, flt or Filter(), after, limit, window, budget)
-        page = None
+        page: tuple[list[MemoryOut], int | None] | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
             page = await self.db.read(read_page_txn, *args, True, inline=True)
         if page is None:
             page = await self.db.read(read_page_txn, *args)
+        assert page is not None  # only the inline read gives up (None); a thread's read waits
         memories, next_after = page
         await self._seal_data_cursors(workspace_id, memories)
         next_cursor = None
@@ -251,11 +252,11 @@ class MemoryService:
         limit: int | None = None,
     ) -> MessagePage:
         conv, block = memory_pair(conversation_id, legacy_id, block_id)
-        page = self.settings.max_message_page
+        most = self.settings.max_message_page
         if limit is None:
-            limit = page
-        if not 1 <= limit <= page:
-            raise BadRequest(f"limit must be between 1 and {page}", code="invalid_limit")
+            limit = most
+        if not 1 <= limit <= most:
+            raise BadRequest(f"limit must be between 1 and {most}", code="invalid_limit")
         position = None
         if cursor:
             await self.cursors.load()

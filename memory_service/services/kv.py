@@ -12,6 +12,7 @@ from sqlalchemy.exc import NoResultFound
 from ..clock import now_ms
 from ..settings import Settings
 from ..storage import kv as sql
+from ..storage import pg_writes
 from ..storage.database import Database
 from ..storage.pg_batch import PgBatcher
 from .conditions import Preconditions, Tags
@@ -422,7 +423,20 @@ class KvService:
 
     async def usage(self, workspace_id: int) -> dict:
         """Exact usage: expired entries are swept first, so their bytes are never counted."""
-        return await self.db.write(usage_txn, workspace_id, self.clock())
+        if self.db.is_sqlite:
+            return await self.db.write(usage_txn, workspace_id, self.clock())
+        row = await self._pg_sweep(workspace_id, self.clock())
+        if row.status == "gone":
+            raise sql.WorkspaceGone(workspace_id)
+        return {"used": row.used, "quota": row.quota}
+
+    async def _pg_sweep(self, workspace_id: int, now: int):  # noqa: ANN202
+        """usage_txn and sweep_workspace_txn on PostgreSQL: one ms_kv_sweep call (migration
+        0005), so the workspace lock is held for one round trip."""
+        row = await self.db.write_statement(pg_writes.kv_sweep, {"ws": workspace_id, "now": now})
+        if row.status not in ("ok", "gone"):
+            raise RuntimeError(f"ms_kv_sweep answered {row.status!r}")
+        return row
 
     async def sweep(self, limit_workspaces: int = 100) -> int:
         """Background sweep: delete expired entries and free their bytes. Returns bytes freed."""
@@ -430,5 +444,8 @@ class KvService:
         ids = await self.db.read(sql.workspaces_with_expired, now, limit_workspaces)
         freed = 0
         for ws_id in ids:
-            freed += await self.db.write(sweep_workspace_txn, ws_id, now)
+            if self.db.is_sqlite:
+                freed += await self.db.write(sweep_workspace_txn, ws_id, now)
+            else:  # (a workspace deleted meanwhile frees 0)
+                freed += (await self._pg_sweep(ws_id, now)).freed
         return freed

@@ -1,0 +1,62 @@
+"""PostgreSQL: the writes made by one server-side function call each (migration 0005).
+
+Each is run as a statement of its own (Database.write_statement, autocommit) or with others
+arriving at the same moment (storage/pg_batch.py), so the workspace row lock it takes is held
+within one round trip. See the migration for what each function decides and returns.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Row
+
+_APPEND_ARGS = (
+    ":ws, :conv, :block, :name, :name_bytes, {messages}, :ids, :key, :hash, :cutoff,"
+    " :max_keys, :last_n, :keep_system, :now"
+)
+_APPEND = text(
+    "SELECT * FROM ms_memory_append("
+    + _APPEND_ARGS.format(messages=":roles, :contents, :sizes")
+    + ")"
+)
+_APPEND_MANY = text(
+    "SELECT * FROM ms_memory_append_many("
+    + _APPEND_ARGS.format(messages=":counts, :roles, :contents, :sizes")
+    + ")"
+)
+_MESSAGE_COLUMNS = ("roles", "contents", "sizes")  # one list per add; flattened in a batch
+_DELETE = text("SELECT * FROM ms_memory_delete(:ws, :conv, :block, :name)")
+_BLOCK_SET = text("SELECT * FROM ms_block_set(:ws, :block, :name, :name_bytes, :now)")
+_KV_SWEEP = text("SELECT * FROM ms_kv_sweep(:ws, :now)")
+
+
+def append(conn: Connection, params: dict) -> Row:
+    """ms_memory_append: (status, memory_id, first_seq, message_count, created_at, updated_at,
+    block_name, created, window_start, seqs, roles, contents, used, quota, delta, oldest)."""
+    return conn.execute(_APPEND, params).one()
+
+
+def append_many(conn: Connection, many: list[dict]) -> list[Row]:
+    """ms_memory_append_many: `append` for each of `many`, in order, in one statement."""
+    columns: dict[str, list] = {
+        name: [p[name] for p in many] for name in many[0] if name not in _MESSAGE_COLUMNS
+    }
+    columns["counts"] = [len(p["roles"]) for p in many]
+    for name in _MESSAGE_COLUMNS:
+        columns[name] = [item for p in many for item in p[name]]
+    return list(conn.execute(_APPEND_MANY, columns))
+
+
+def delete_memories(conn: Connection, params: dict) -> Row:
+    """ms_memory_delete: (status, deleted, freed)."""
+    return conn.execute(_DELETE, params).one()
+
+
+def set_block(conn: Connection, params: dict) -> Row:
+    """ms_block_set: (status, used, quota, delta)."""
+    return conn.execute(_BLOCK_SET, params).one()
+
+
+def kv_sweep(conn: Connection, params: dict) -> Row:
+    """ms_kv_sweep: (status, used, quota, freed)."""
+    return conn.execute(_KV_SWEEP, params).one()

@@ -13,12 +13,14 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import event
 
+from memory_service.clock import now_ms
 from memory_service.services.errors import PreconditionFailed, QuotaExceeded
-from tests.conftest import Api, make_api
+from tests.conftest import Api, make_api, stored_bytes
 from tests.support.pgserver import PgServer, pg_wanted
 
 pytestmark = pytest.mark.skipif(not pg_wanted(), reason="PostgreSQL tests skipped")
@@ -51,7 +53,16 @@ class CountingProtocol:
 
 @pytest.fixture
 async def counted(pg: PgServer) -> AsyncIterator[tuple[Api, Counter]]:
-    api, app = await make_api(pg.create_database(f"round_trips_{uuid.uuid4().hex[:8]}"))
+    async with counting(pg) as made:
+        yield made
+
+
+@asynccontextmanager
+async def counting(pg: PgServer, **overrides: object) -> AsyncIterator[tuple[Api, Counter]]:
+    """The app on a new database, its driver's round trips counted (`overrides`: settings)."""
+    api, app = await make_api(
+        pg.create_database(f"round_trips_{uuid.uuid4().hex[:8]}"), **overrides
+    )
     counts: Counter = Counter()
     engine = app.state.services.db.engine
 
@@ -229,3 +240,113 @@ async def test_concurrent_adds_share_statements_and_keep_every_rule(batched) -> 
     assert len(refused) == 3 and all(isinstance(d, QuotaExceeded) for d in refused)
     usage = await services.kv.usage(b)
     assert usage["used"] == ids + 5 * per
+
+
+def one_round_trip(counts: Counter, what: object) -> None:
+    """The write was one statement, alone in its transaction: no BEGIN, no COMMIT, so the
+    workspace lock it took inside the database was held for that one round trip only."""
+    assert counts["bind_execute"] == 1, (what, counts)
+    assert sum(counts[k] for k in ROUND_TRIPS) == 1, (what, counts)
+
+
+async def test_every_memory_write_is_one_round_trip(pg: PgServer) -> None:
+    """Adds of every kind (Idempotency-Key: first, replay, reused, exhausted, memory deleted;
+    blockName; batches; lastN and keepSystem windows), deletes, block renames (done and refused
+    for quota) and usage: each one statement (migration 0005), with the answer SQLite gives."""
+    async with counting(pg, max_idempotency_keys=2) as (api, counts):
+        c = api.client
+        ws = await api.workspace("w", quota=1000)
+
+        async def send(method: str, path: str, status: int, **kw: object) -> dict:
+            headers = {**ws, **kw.pop("headers", {})}  # type: ignore[dict-item]
+            counts.clear()
+            r = await c.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+            assert r.status_code == status, (method, path, kw, r.text)
+            one_round_trip(counts, (method, path, kw))
+            return r.json()
+
+        def msg(conv: str, content: str, **more: object) -> dict:
+            return {"conversationId": conv, "role": "user", "content": content, **more}
+
+        # Warm up (the first use of a statement on a connection also prepares it).
+        # Thrice: sequential requests may alternate between two pooled connections.
+        for _ in range(3):
+            await c.post("/api/memory", json=msg("warm", "w", blockName="wn"), headers=ws)
+            await c.post("/api/memory", json=msg("warm", "plain"), headers=ws)
+            await c.put("/api/memory/blocks/warm", json={"name": "x"}, headers=ws)
+            await c.delete("/api/memory", params={"conversationId": "warm"}, headers=ws)
+            await c.get("/api/usage", headers=ws)
+
+        idem = {"Idempotency-Key": "k1"}
+        first = await send("POST", "/api/memory", 200, json=msg("c", "one"), headers=idem)
+        assert first["replayed"] is False and first["memories"][0]["messageCount"] == 1
+        again = await send("POST", "/api/memory", 200, json=msg("c", "one"), headers=idem)
+        assert (
+            again["replayed"] is True
+            and again["memories"][0]["data"] == first["memories"][0]["data"]
+        )
+        other = await send("POST", "/api/memory", 409, json=msg("c", "two"), headers=idem)
+        assert other["code"] == "idempotency_key_reused"
+        named = await send("POST", "/api/memory", 200, json=msg("c", "two", blockName="nm"))
+        assert named["memories"][0]["blockName"] == "nm"
+        batch = {
+            "conversationId": "c",
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        }
+        await send("POST", "/api/memory", 200, json=batch, headers={"Idempotency-Key": "k2"})
+        window = await send("POST", "/api/memory", 200, json=msg("c", "w", lastN=3))
+        assert [m["content"] for m in window["memories"][0]["data"]] == ["s", "u", "w"]
+        keep = {"keepSystem": True}
+        new = await send("POST", "/api/memory", 200, json={**msg("d", "x", lastN=1), **keep})
+        assert new["memories"][0]["data"] == [{"seq": 0, "role": "user", "content": "x"}]
+        full = {**msg("c", "v", lastN=1), "keepSystem": True}
+        head = await send("POST", "/api/memory", 200, json=full)
+        assert [m["seq"] for m in head["memories"][0]["data"]] == [5]  # seq 0 is no system message
+        system = {"conversationId": "e", "messages": [{"role": "system", "content": "sys"}]}
+        await send("POST", "/api/memory", 200, json={**system, "lastN": 0})
+        await send("POST", "/api/memory", 200, json={**msg("e", "a"), "blockId": "default"})
+        kept = await send("POST", "/api/memory", 200, json={**msg("e", "b", lastN=1), **keep})
+        assert [(m["seq"], m["content"]) for m in kept["memories"][0]["data"]] == [
+            (0, "sys"),
+            (2, "b"),
+        ]
+        exhausted = await send(
+            "POST", "/api/memory", 429, json=msg("c", "z"), headers={"Idempotency-Key": "k3"}
+        )
+        assert exhausted["code"] == "idempotency_keys_exhausted"
+        await send("PUT", "/api/memory/blocks/default", 200, json={"name": "dflt"})
+        emoji = {"name": "\U0001f600" * 256}  # 1,024 bytes: more than the quota left
+        big = await send("PUT", "/api/memory/blocks/default", 413, json=emoji)
+        assert big["code"] == "quota_exceeded"
+        gone = await send("DELETE", "/api/memory", 200, params={"conversationId": "c"})
+        assert gone["deletedCount"] == 1
+        deleted = await send("POST", "/api/memory", 409, json=msg("c", "one"), headers=idem)
+        assert deleted["code"] == "idempotent_memory_deleted"
+        usage = await send("GET", "/api/usage", 200)
+        assert usage["used"] == await stored_bytes(api.settings.database_url, "w")
+
+
+async def test_sweeps_hold_each_workspace_lock_for_one_round_trip(batched) -> None:  # noqa: ANN001
+    """The expired-entry sweep: one read to find the workspaces, then one statement per
+    workspace (no BEGIN/COMMIT around it); the idempotency sweep: one statement."""
+    services, counts = batched
+    kv, memory = services.kv, services.memory
+    a = await workspace_id(services, "a")
+    b = await workspace_id(services, "b")
+    for ws in (a, b):
+        await kv.set(ws, "short", b"x", ttl=1)
+        await kv.set(ws, "long", b"y")
+        await memory.add(ws, conversation_id="c", role="user", content="m", idempotency_key="k")
+    services.kv.clock = services.memory.clock = lambda: now_ms() + 2_000_000_000
+    counts.clear()
+    assert await kv.sweep() == 2 * (len("short") + 1)
+    # The read: BEGIN, SELECT, COMMIT; then ms_kv_sweep twice, each alone.
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    assert await kv.usage(a) == {
+        "used": len("long") + 1 + 5 + len("c") + len("default"),
+        "quota": services.settings.default_quota_bytes,
+    }
+    counts.clear()
+    assert await memory.sweep_idempotency() == 2
+    # One execution, no BEGIN or COMMIT (its first use on the connection prepares it too).
+    assert counts["bind_execute"] == 1 and counts["query"] == 0, counts

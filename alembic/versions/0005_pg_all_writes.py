@@ -202,6 +202,9 @@ BEGIN
     -- system message if asked; the messages before v_hi are read here.
     memory_id := v_mem;
     window_start := greatest(0, least(first_seq, v_end - p_last_n));
+    IF window_start >= v_hi AND NOT (p_keep_system AND window_start > 0) THEN
+        RETURN;  -- nothing to read (the common add: no window asked for)
+    END IF;
     SELECT array_agg(x.seq ORDER BY x.seq), array_agg(x.role ORDER BY x.seq),
            array_agg(x.content ORDER BY x.seq)
         INTO seqs, roles, contents

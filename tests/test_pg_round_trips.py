@@ -350,3 +350,40 @@ async def test_sweeps_hold_each_workspace_lock_for_one_round_trip(batched) -> No
     assert await memory.sweep_idempotency() == 2
     # One execution, no BEGIN or COMMIT (its first use on the connection prepares it too).
     assert counts["bind_execute"] == 1 and counts["query"] == 0, counts
+
+
+async def test_admin_writes_of_a_workspace_are_one_round_trip(counted) -> None:  # noqa: ANN001
+    """A quota change, a new key, a revoked key and a deleted workspace: each one statement
+    naming the workspace (the lookup and the write together), no BEGIN or COMMIT around it."""
+    api, counts = counted
+    c, admin = api.client, api.admin
+    for name in ("warm0", "warm1", "warm2", "w"):
+        await api.workspace(name)
+    for i in range(3):  # warm up
+        await c.put(f"/admin/workspaces/warm{i}/quota", json={"quotaBytes": 5}, headers=admin)
+        r = await c.post(f"/admin/workspaces/warm{i}/keys", json={}, headers=admin)
+        await c.delete(f"/admin/keys/{r.json()['keyInfo']['id']}", headers=admin)
+        await c.delete(f"/admin/workspaces/warm{i}", headers=admin)
+
+    # The write alone, then (quota, new key) the answer read in a transaction of its own:
+    # BEGIN, two SELECTs, COMMIT.
+    counts.clear()
+    r = await c.put("/admin/workspaces/w/quota", json={"quotaBytes": 1234}, headers=admin)
+    assert r.status_code == 200 and r.json()["workspace"]["quotaBytes"] == 1234, r.text
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    counts.clear()
+    r = await c.post("/admin/workspaces/w/keys", json={"label": "x"}, headers=admin)
+    assert r.status_code == 201 and r.json()["keyInfo"]["label"] == "x", r.text
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    key_id = r.json()["keyInfo"]["id"]
+    for method, path, status in [
+        ("POST", "/admin/workspaces/absent/keys", 404),
+        ("DELETE", f"/admin/keys/{key_id}", 200),
+        ("DELETE", "/admin/workspaces/w", 200),
+        ("DELETE", "/admin/workspaces/w", 404),
+    ]:
+        counts.clear()
+        kw = {"json": {}} if method == "POST" else {}
+        r = await c.request(method, path, headers=admin, **kw)
+        assert r.status_code == status, (path, r.text)
+        one_round_trip(counts, (method, path))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..clock import iso, now_ms
 from ..settings import Settings
+from ..storage import pg_writes
 from ..storage import workspaces as sql
 from ..storage.database import Database
 from .auth_failures import FailureLimiter
@@ -133,13 +134,29 @@ class WorkspaceService:
         rows = await self.db.read(sql.list_workspaces)
         return [workspace_view(r, r.active_keys) for r in rows]
 
+    async def _pg_by_name(self, fn, name: str, **params: object) -> int:  # noqa: ANN001
+        """PostgreSQL: one statement that names the workspace (storage/pg_writes.py), so the
+        lock it takes on the workspace's row is held for that round trip only."""
+        ws_id = None
+        if NAME_RE.fullmatch(name):  # (as _workspace_by_name: PostgreSQL refuses NUL)
+            ws_id = await self.db.write_statement(fn, {"name": name, **params})
+        if ws_id is None:
+            raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
+        return ws_id
+
     async def delete_workspace(self, name: str) -> None:
-        ws_id = await self.db.write(_delete_workspace_txn, name)
+        if self.db.is_sqlite:
+            ws_id = await self.db.write(_delete_workspace_txn, name)
+        else:
+            ws_id = await self._pg_by_name(pg_writes.delete_workspace, name)
         self._cache = {k: v for k, v in self._cache.items() if v[0].workspace_id != ws_id}
 
     async def set_quota(self, name: str, quota: int) -> dict:
         quota = self._check_quota(quota)
-        await self.db.write(_set_quota_txn, name, quota)
+        if self.db.is_sqlite:
+            await self.db.write(_set_quota_txn, name, quota)
+        else:
+            await self._pg_by_name(pg_writes.set_quota, name, quota=quota)
         return await self.describe(name)
 
     async def create_key(self, name: str, label: str = "") -> CreatedKey:
@@ -147,7 +164,12 @@ class WorkspaceService:
             raise BadRequest("label must be at most 128 characters", code="invalid_label")
         if any(unicodedata.category(ch) == "Cc" for ch in label):
             raise BadRequest("label must not contain control characters", code="invalid_label")
-        return await self.db.write(_create_key_txn, name, label, now_ms())
+        if self.db.is_sqlite:
+            return await self.db.write(_create_key_txn, name, label, now_ms())
+        secret, prefix = _new_key()
+        params = {"hash": hash_key(secret), "prefix": prefix, "label": label, "now": now_ms()}
+        key_id = await self._pg_by_name(pg_writes.insert_key, name, **params)
+        return CreatedKey(key_id, name, secret, prefix)
 
     async def list_keys(self, name: str) -> list[dict]:
         return await self.db.read(_list_keys_txn, name)
@@ -155,7 +177,10 @@ class WorkspaceService:
     async def revoke_key(self, key_id: int) -> None:
         row = None
         if 0 < key_id <= MAX_KEY_ID:
-            row = await self.db.write(sql.revoke_key, key_id, now_ms())
+            if self.db.is_sqlite:
+                row = await self.db.write(sql.revoke_key, key_id, now_ms())
+            else:  # one statement: no BEGIN and COMMIT around it
+                row = await self.db.write_statement(sql.revoke_key, key_id, now_ms())
         if row is None:
             raise NotFound(f"no live API key with id {key_id}", code="key_not_found")
         self._cache.pop(row.key_hash, None)
@@ -182,9 +207,14 @@ def _workspace_id(conn: Connection, name: str) -> int:
     return row.id
 
 
-def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
+def _new_key() -> tuple[str, str]:
+    """A new key's secret and the prefix of it that lists show."""
     secret = new_secret()
-    prefix = secret[: len(KEY_PREFIX) + 6]
+    return secret, secret[: len(KEY_PREFIX) + 6]
+
+
+def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
+    secret, prefix = _new_key()
     key_id = sql.insert_key(conn, ws_id, hash_key(secret), prefix, label, now)
     return CreatedKey(key_id, ws_name, secret, prefix)
 

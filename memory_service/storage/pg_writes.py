@@ -60,3 +60,27 @@ def set_block(conn: Connection, params: dict) -> Row:
 def kv_sweep(conn: Connection, params: dict) -> Row:
     """ms_kv_sweep: (status, used, quota, freed)."""
     return conn.execute(_KV_SWEEP, params).one()
+
+
+# Administration: each write of a workspace's own row (or of a row that references it, which
+# locks it too) as one statement naming the workspace, so the lookup by name and the write are
+# one round trip. Each returns the id written, or None when no workspace has that name.
+_SET_QUOTA = text("UPDATE workspace SET quota_bytes = :quota WHERE name = :name RETURNING id")
+_DELETE_WORKSPACE = text("DELETE FROM workspace WHERE name = :name RETURNING id")
+_INSERT_KEY = text(
+    "INSERT INTO api_key (workspace_id, key_hash, prefix, label, created_at)"
+    " SELECT w.id, CAST(:hash AS varchar), CAST(:prefix AS varchar), CAST(:label AS varchar),"
+    " CAST(:now AS bigint) FROM workspace w WHERE w.name = :name RETURNING id"
+)
+
+
+def set_quota(conn: Connection, params: dict) -> int | None:
+    return conn.execute(_SET_QUOTA, params).scalar()
+
+
+def delete_workspace(conn: Connection, params: dict) -> int | None:
+    return conn.execute(_DELETE_WORKSPACE, params).scalar()
+
+
+def insert_key(conn: Connection, params: dict) -> int | None:
+    return conn.execute(_INSERT_KEY, params).scalar()

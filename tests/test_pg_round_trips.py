@@ -357,8 +357,16 @@ async def test_admin_writes_of_a_workspace_are_one_round_trip(counted) -> None: 
     naming the workspace (the lookup and the write together), no BEGIN or COMMIT around it."""
     api, counts = counted
     c, admin = api.client, api.admin
-    for name in ("warm0", "warm1", "warm2", "w"):
+    for name in ("warm0", "warm1", "warm2"):
         await api.workspace(name)
+    counts.clear()
+    await api.workspace("w")
+    # The workspace and its first key: one statement; then the answer, two reads of two SELECTs.
+    assert counts["query:BEGIN"] == 2 and counts["bind_execute"] == 1 + 2 * 2, counts
+    counts.clear()
+    r = await c.post("/admin/workspaces", json={"name": "w"}, headers=admin)
+    assert r.status_code == 409 and r.json()["code"] == "workspace_exists", r.text
+    one_round_trip(counts, "the name is taken")
     for i in range(3):  # warm up
         await c.put(f"/admin/workspaces/warm{i}/quota", json={"quotaBytes": 5}, headers=admin)
         r = await c.post(f"/admin/workspaces/warm{i}/keys", json={}, headers=admin)

@@ -112,7 +112,14 @@ class WorkspaceService:
         check_name(name)
         quota = self._check_quota(quota)
         try:
-            key = await self.db.write(_create_workspace_txn, name, quota, now_ms())
+            if self.db.is_sqlite:
+                key = await self.db.write(_create_workspace_txn, name, quota, now_ms())
+            else:  # one statement (storage/pg_writes.py)
+                secret, prefix = _new_key()
+                params = {"name": name, "quota": quota, "now": now_ms()}
+                params |= {"hash": hash_key(secret), "prefix": prefix}
+                key_id = await self.db.write_statement(pg_writes.create_workspace, params)
+                key = CreatedKey(key_id, name, secret, prefix)
         except IntegrityError as exc:
             raise Conflict(f"workspace {name!r} already exists", code="workspace_exists") from exc
         return await self.describe(name), key

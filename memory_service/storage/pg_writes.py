@@ -74,6 +74,22 @@ _INSERT_KEY = text(
 )
 
 
+# A new workspace and its first key, in one statement (a unique name taken by another raises
+# IntegrityError, as the two inserts did).
+_CREATE_WORKSPACE = text(
+    "WITH ws AS (INSERT INTO workspace (name, quota_bytes, used_bytes, version_seq, created_at)"
+    " VALUES (:name, :quota, 0, 0, :now) RETURNING id)"
+    " INSERT INTO api_key (workspace_id, key_hash, prefix, label, created_at)"
+    " SELECT ws.id, CAST(:hash AS varchar), CAST(:prefix AS varchar), 'initial',"
+    " CAST(:now AS bigint) FROM ws RETURNING id"
+)
+
+
+def create_workspace(conn: Connection, params: dict) -> int:
+    """The new workspace's first key's id."""
+    return conn.execute(_CREATE_WORKSPACE, params).scalar_one()
+
+
 def set_quota(conn: Connection, params: dict) -> int | None:
     return conn.execute(_SET_QUOTA, params).scalar()
 

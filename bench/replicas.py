@@ -203,7 +203,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--connections", type=int, default=48, help="total, over 3 wrk")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated (default {','.join(SCENARIOS)}); also memory-add-idem, "
+        "memory-add-named or any other of run.py's service scenarios",
+    )
     parser.add_argument("--configs", help="comma-separated, of sqlite,pg1-1ws,pg1-3ws,...")
     parser.add_argument(
         "--access-log", choices=["on", "off"], default="on", help="MEMORY_ACCESS_LOG (default on)"

@@ -395,3 +395,56 @@ async def test_admin_writes_of_a_workspace_are_one_round_trip(counted) -> None: 
         r = await c.request(method, path, headers=admin, **kw)
         assert r.status_code == status, (path, r.text)
         one_round_trip(counts, (method, path))
+
+
+async def test_concurrent_adds_of_every_kind_share_statements(batched) -> None:  # noqa: ANN001
+    """Adds with Idempotency-Keys, block names and windows arriving together go in one
+    statement (ms_memory_append_many) and are decided one by one under the lock: a key raced
+    by 20 adds appends once and answers the others as replays; quota refusals are exact."""
+    services, counts = batched
+    memory = services.memory
+    a = await workspace_id(services, "a")
+    per = len("user") + 10
+    b = await workspace_id(services, "b", quota=len("q") + len("default") + 3 * per)
+    counts.clear()
+    done = await asyncio.gather(
+        *(
+            memory.add(a, conversation_id="c", role="user", content="same", idempotency_key="k")
+            for _ in range(20)
+        ),
+        *(
+            memory.add(
+                a, conversation_id=f"n{i % 2}", block_name=f"name{i}", role="user",
+                content=f"{i}", last_n=2, messages=None,
+            )
+            for i in range(10)
+        ),
+        *(
+            memory.add(b, conversation_id="q", role="user", content="x" * 10, idempotency_key=k)
+            for k in ("q0", "q1", "q2", "q3", "q4")
+        ),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert 1 <= counts["bind_execute"] < 35 / 4  # most adds shared a statement with others
+    raced = done[:20]
+    assert sum(not replayed for _, replayed in raced) == 1
+    assert {(m.id, m.messages[0].seq, m.message_count) for m, _ in raced} == {
+        (raced[0][0].id, 0, 1)
+    }
+    named = [m for m, _ in done[20:30]]
+    for conv in ("n0", "n1"):
+        mine = sorted(
+            (m for m in named if m.conversation_id == conv), key=lambda m: m.message_count
+        )
+        assert [m.message_count for m in mine] == [1, 2, 3, 4, 5]
+        # Each answer: the last two messages up to its own, its own name (set by this add).
+        for m in mine:
+            assert [x.seq for x in m.messages] == list(
+                range(max(0, m.message_count - 2), m.message_count)
+            )
+            assert m.block_name == f"name{int(m.messages[-1].content)}"
+    ok = [d for d in done[30:] if not isinstance(d, Exception)]
+    refused = [d for d in done[30:] if isinstance(d, Exception)]
+    assert len(ok) == 3 and len(refused) == 2 and all(isinstance(d, QuotaExceeded) for d in refused)
+    assert sorted(m.messages[0].seq for m, _ in ok) == [0, 1, 2]
+    assert (await services.kv.usage(b))["used"] == len("q") + len("default") + 3 * per

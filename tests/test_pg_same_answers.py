@@ -19,6 +19,7 @@ from collections import Counter
 import pytest
 
 from memory_service.settings import sqlite_url
+from tests import conftest
 from tests.conftest import make_api
 from tests.support.pgserver import PgServer, pg_wanted
 from tests.test_differential_isolation import QUOTA, SEED, Actor, perform, schedule, snapshot
@@ -28,9 +29,23 @@ pytestmark = pytest.mark.skipif(not pg_wanted(), reason="PostgreSQL tests skippe
 PROGRAMS = int(os.environ.get("MEMORY_SAME_ANSWERS_PROGRAMS", "12"))
 
 
-async def test_postgresql_answers_as_sqlite_does(pg: PgServer, tmp_path) -> None:  # noqa: ANN001
-    lite, _ = await make_api(sqlite_url(tmp_path / "same.db"))
-    post, _ = await make_api(pg.create_database(f"same_{uuid.uuid4().hex[:10]}"))
+# The defaults; and few idempotency records kept briefly, so that programs reach the bound (429
+# with Retry-After), replay, forget expired records and sweep them to make room.
+SETTINGS = [{}, {"max_idempotency_keys": 2, "idempotency_ttl_seconds": 100}]
+
+
+@pytest.mark.parametrize("overrides", SETTINGS, ids=["defaults", "few-idempotency-keys"])
+async def test_postgresql_answers_as_sqlite_does(
+    pg: PgServer,
+    tmp_path,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict,
+) -> None:
+    # One frozen clock for both (moved only by the programs' jumps): Retry-After and expiry
+    # are computed from it, and must not differ by the milliseconds between the two requests.
+    monkeypatch.setattr(conftest, "now_ms", lambda: 1_800_000_000_000)
+    lite, _ = await make_api(sqlite_url(tmp_path / "same.db"), **overrides)
+    post, _ = await make_api(pg.create_database(f"same_{uuid.uuid4().hex[:10]}"), **overrides)
     statuses: Counter = Counter()
     async with lite.client, post.client:
         for n in range(PROGRAMS):
@@ -61,3 +76,5 @@ async def test_postgresql_answers_as_sqlite_does(pg: PgServer, tmp_path) -> None
     # The programs reached the refusals whose rules the functions decide, not only successes.
     assert statuses[("m_add", 413)] and statuses[("kv_put", 412)], statuses
     assert statuses[("m_add", 409)] or statuses[("m_batch", 409)], statuses
+    if overrides:
+        assert statuses[("m_add", 429)] + statuses[("m_batch", 429)], statuses

@@ -2,7 +2,8 @@
 
 Every write locks the workspace's account first (storage.kv.lock_account), charges or frees the
 bytes of the messages (services.kv.charge), and saves the account in the same transaction: one
-quota and one workspace boundary for KV values and memories alike.
+quota and one workspace boundary for KV values and memories alike. (On PostgreSQL the same rules
+run inside the database, as one function call: pg_add.py, migration 0005.)
 """
 
 from __future__ import annotations

@@ -205,13 +205,18 @@ BEGIN
     IF window_start >= v_hi AND NOT (p_keep_system AND window_start > 0) THEN
         RETURN;  -- nothing to read (the common add: no window asked for)
     END IF;
-    SELECT array_agg(x.seq ORDER BY x.seq), array_agg(x.role ORDER BY x.seq),
-           array_agg(x.content ORDER BY x.seq)
+    -- Two primary-key ranges (an OR of them would scan the whole memory's messages).
+    SELECT array_agg(y.seq ORDER BY y.seq), array_agg(y.role ORDER BY y.seq),
+           array_agg(y.content ORDER BY y.seq)
         INTO seqs, roles, contents
-        FROM memory_message x
-        WHERE x.memory_id = v_mem AND (
-            (x.seq >= window_start AND x.seq < v_hi)
-            OR (p_keep_system AND window_start > 0 AND x.seq = 0 AND x.role = 'system'));
+        FROM (
+            SELECT x.seq, x.role, x.content FROM memory_message x
+                WHERE x.memory_id = v_mem AND x.seq >= window_start AND x.seq < v_hi
+            UNION ALL
+            SELECT x.seq, x.role, x.content FROM memory_message x
+                WHERE p_keep_system AND window_start > 0
+                    AND x.memory_id = v_mem AND x.seq = 0 AND x.role = 'system'
+        ) y;
 END
 $$
 """

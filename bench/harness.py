@@ -268,16 +268,18 @@ def lua_script(
 ) -> str:
     """A wrk script sending `method path` with `body` and `headers`.
 
-    Each `{n}` in `path` or `body` becomes a counter that runs over 0..nkeys-1; each wrk thread
-    starts at its own offset, so the threads together spread over all `nkeys` values. Without
-    `{n}` the request is static and wrk builds it once.
+    Each `{n}` in `path`, `body` or a header's value becomes a counter that runs over
+    0..nkeys-1; each wrk thread starts at its own offset, so the threads together spread over
+    all `nkeys` values. Without `{n}` the request is static and wrk builds it once.
     """
+    varying = {k: v for k, v in (headers or {}).items() if "{n}" in v}
+    headers = {k: v for k, v in (headers or {}).items() if k not in varying}
     # work on bytes (as latin-1 text) so that any UTF-8 in a template survives the split
     body_s = (body.encode() if isinstance(body, str) else body).decode("latin-1")
     path = path.encode().decode("latin-1")
     lines = [f"wrk.method = {lua_str(method)}"]
     lines += [f"wrk.headers[{lua_str(k)}] = {lua_str(v)}" for k, v in (headers or {}).items()]
-    if "{n}" not in path and "{n}" not in body_s:
+    if "{n}" not in path and "{n}" not in body_s and not varying:
         lines.append(f"wrk.path = {lua_str(path.encode('latin-1'))}")
         if body_s:
             lines.append(f"wrk.body = {lua_str(body_s.encode('latin-1'))}")
@@ -296,6 +298,7 @@ def lua_script(
         "  counter = counter + 1",
         "  local n = tostring((math.floor(tid * nkeys / threads) + counter) % nkeys)",
         "  local body = table.concat(body_parts, n)",
+        *(f"  wrk.headers[{lua_str(k)}] = table.concat({parts(v)}, n)" for k, v in varying.items()),
         "  return wrk.format(nil, table.concat(path_parts, n), nil, body ~= '' and body or nil)",
         "end",
     ]

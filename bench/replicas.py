@@ -106,10 +106,31 @@ def exe() -> str:
     return found
 
 
+def before_env(env: dict[str, str], checkout: str) -> dict[str, str]:
+    """The environment of a service run from another checkout (`--before`): its package first
+    on the path (the venv's editable install of this one comes after sys.path)."""
+    return {**env, "PYTHONPATH": str(Path(checkout).resolve())}
+
+
+def check_before(env: dict[str, str], checkout: str) -> None:
+    probe = [*command(env), "-c", "import memory_service; print(memory_service.__file__)"]
+    probe.remove("-m")
+    probe.remove("memory_service")
+    found = subprocess.run(probe, capture_output=True, text=True, env=env, check=True).stdout
+    if not Path(found.strip()).is_relative_to(Path(checkout).resolve()):
+        raise SystemExit(f"--before: the service would run {found.strip()}, not {checkout}'s")
+
+
+def command(env: dict[str, str]) -> list[str]:
+    if "PYTHONPATH" in env:  # (--before) the other checkout's code, by module
+        return [sys.executable, "-P", "-m", "memory_service"]  # -P: not the cwd first
+    return [exe()]
+
+
 def create_workspaces(url: str, env: dict[str, str]) -> list[str]:
     keys = []
     for i in range(WORKSPACES):
-        cmd = [exe(), "workspace", "create", f"bench{i}", "--quota", str(2**40), "--json"]
+        cmd = [*command(env), "workspace", "create", f"bench{i}", "--quota", str(2**40), "--json"]
         done = subprocess.run(
             [*cmd, "--database-url", url], capture_output=True, text=True, env=env, timeout=120
         )
@@ -128,7 +149,8 @@ def start_pg_baseline(pg: PgServer, tmp: Path) -> Server:
 
 def serve(name: str, url: str, tmp: Path, env: dict[str, str]) -> Server:
     port = harness.free_port()
-    cmd = [exe(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database-url", url]
+    cmd = [*command(env), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--database-url", url]
     cmd.append("--no-default-workspace")
     return harness.start_server(name, cmd, port, tmp / f"{name}.log", env=env, timeout=60)
 
@@ -181,10 +203,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--connections", type=int, default=48, help="total, over 3 wrk")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--scenarios", help=f"comma-separated, of {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated (default {','.join(SCENARIOS)}); also memory-add-idem, "
+        "memory-add-named or any other of run.py's service scenarios",
+    )
     parser.add_argument("--configs", help="comma-separated, of sqlite,pg1-1ws,pg1-3ws,...")
     parser.add_argument(
         "--access-log", choices=["on", "off"], default="on", help="MEMORY_ACCESS_LOG (default on)"
+    )
+    parser.add_argument(
+        "--before",
+        metavar="CHECKOUT",
+        help="also run each pg1 configuration against one replica running the code of this "
+        "checkout (e.g. a `git worktree` of an older commit), on a database of its own: "
+        "configurations `<name>-before`, same rounds",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -192,6 +225,12 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ms-bench-replicas-"))
     env = {**os.environ, "XDG_DATA_HOME": str(tmp), "MEMORY_ACCESS_LOG": args.access_log}
+    env.pop("PYTHONPATH", None)
+    if args.scenarios and "memory-add-idem" in args.scenarios:
+        # A new key per request: records are kept 1 s (swept every second), so that a workspace
+        # never reaches MEMORY_MAX_IDEMPOTENCY_KEYS (then 429) and each add counts a few
+        # thousand of them, not ever more.
+        env |= {"MEMORY_IDEMPOTENCY_TTL_SECONDS": "1", "MEMORY_SWEEP_INTERVAL_SECONDS": "1"}
     servers: list[Server] = []
     pg = PgServer().start()
     try:
@@ -209,6 +248,17 @@ def main() -> None:
         replicas = [serve(f"pg-replica-{i}", pg_url, tmp, env) for i in range(3)]
         servers += replicas
 
+        before: list[Config] = []
+        if args.before:
+            b_env = before_env(env, args.before)
+            check_before(b_env, args.before)
+            b_url = pg.create_database("bench_before")
+            b_keys = create_workspaces(b_url, b_env)
+            servers.append(serve("pg-before", b_url, tmp, b_env))
+            before = [
+                Config("pg1-1ws-before", servers[-1:], b_keys[:1]),
+                Config("pg1-3ws-before", servers[-1:], b_keys),
+            ]
         configs = [
             Config("sqlite", [sqlite], sqlite_keys[:1]),
             Config("pg1-1ws", replicas[:1], pg_keys[:1]),
@@ -216,8 +266,12 @@ def main() -> None:
             Config("pg3-1ws", replicas, pg_keys[:1]),
             Config("pg3-3ws", replicas, pg_keys),
         ]
+        configs += before
         if args.configs:
-            configs = [c for c in configs if c.name in args.configs.split(",")]
+            wanted = args.configs.split(",")
+            configs = [
+                c for c in configs if c.name in wanted or c.name.removesuffix("-before") in wanted
+            ]
         scenarios = args.scenarios.split(",") if args.scenarios else SCENARIOS
         scripts: dict[tuple[str, str], list[Path]] = {}
         populated: set[tuple[str, str]] = set()  # (scenario, key): one database per key
@@ -294,7 +348,7 @@ def main() -> None:
                 r = measure(name, args.duration)
                 results[name].append(r)
                 print(
-                    f"round {rnd + 1}/{args.rounds}  {name:<20}{r.rps:>9,.0f} req/s"
+                    f"round {rnd + 1}/{args.rounds}  {name:<30}{r.rps:>9,.0f} req/s"
                     f"  p50 {r.p50_ms:.1f} ms  p99 {r.p99_ms:.1f} ms  cores {r.cpu}"
                     f"  pg connects/s {r.pg_connects_per_s}"
                     + (f"  ERRORS {r.errors}" if r.errors else ""),
@@ -340,24 +394,28 @@ def summarize(results: dict[str, list[Run]]) -> dict[str, dict]:
         if "/pg3-" in name and name.replace("/pg3-", "/pg1-") in results:
             one = [r.rps for r in results[name.replace("/pg3-", "/pg1-")]]
             entry["x_1_replica"] = harness.median([a / b for a, b in zip(rps, one, strict=True)])
+        if f"{name}-before" in results:  # this code over the --before checkout's, per round
+            old = [r.rps for r in results[f"{name}-before"]]
+            entry["x_before"] = harness.median([a / b for a, b in zip(rps, old, strict=True)])
         out[name] = entry
     return out
 
 
 def print_report(summary: dict[str, dict]) -> None:
     print(
-        f"\n{'run':<22}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}{'x pgbase':>9}"
-        f"{'x 1rep':>8}   cores: servers / postgres / wrk / baseline"
+        f"\n{'run':<30}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'x base':>8}{'x pgbase':>9}"
+        f"{'x 1rep':>8}{'x before':>9}   cores: servers / postgres / wrk / baseline"
         "   cpu ms/req: servers / postgres / wrk / baseline"
     )
     for name, s in summary.items():
         c = s["cores"]
         m = s["cpu_ms_per_request"]
         scale = f"{s['x_1_replica']:.2f}x" if "x_1_replica" in s else ""
+        before = f"{s['x_before']:.2f}x" if "x_before" in s else ""
         print(
-            f"{name:<22}{s['rps_median']:>9,.0f}{s['p50_ms_median']:>8.1f}"
+            f"{name:<30}{s['rps_median']:>9,.0f}{s['p50_ms_median']:>8.1f}"
             f"{s['p99_ms_median']:>8.1f}{s['x_baseline']:>7.2f}x{s['x_pg_baseline']:>8.2f}x"
-            f"{scale:>8}"
+            f"{scale:>8}{before:>9}"
             f"   {c.get('servers', 0):.2f} / {c.get('postgres', 0):.2f} / {c.get('wrk', 0):.2f}"
             f" / {c.get('baseline', 0):.2f}   {m['servers']:.2f} / {m['postgres']:.2f}"
             f" / {m['wrk']:.2f} / {m['baseline']:.2f}"

@@ -82,7 +82,7 @@ class Scenario:
             self.method,
             ctx.servers[self.server].url + self.path.replace("{n}", "0"),
             body.replace(b"{n}", b"0") or None,
-            self.request_headers(ctx),
+            {k: v.replace("{n}", "0") for k, v in self.request_headers(ctx).items()},
         )
         if not 200 <= status < 300:
             raise SystemExit(
@@ -153,6 +153,42 @@ SCENARIOS: dict[str, Scenario] = {
             "/api/memory",
             json.dumps(
                 {"conversationId": "bench-add-{n}", "role": "user", "content": memory_bench.TEXT_1K}
+            ),
+            memory_bench.JSON,
+            auth=True,
+            nkeys=10_000,
+        ),
+        # Adds taking ms_memory_append on PostgreSQL (bench/replicas.py): a new memory with an
+        # Idempotency-Key of its own per request (the servers keep records a few seconds there:
+        # MEMORY_IDEMPOTENCY_TTL_SECONDS), and an add naming its block (the name already set).
+        Scenario(
+            "memory-add-idem",
+            "service",
+            "POST",
+            "/api/memory",
+            json.dumps(
+                {
+                    "conversationId": "bench-idem-{n}",
+                    "role": "user",
+                    "content": memory_bench.TEXT_1K,
+                }
+            ),
+            {**memory_bench.JSON, "Idempotency-Key": "bench-{n}"},
+            auth=True,
+            nkeys=10**9,
+        ),
+        Scenario(
+            "memory-add-named",
+            "service",
+            "POST",
+            "/api/memory",
+            json.dumps(
+                {
+                    "conversationId": "bench-named-{n}",
+                    "blockName": "bench",
+                    "role": "user",
+                    "content": memory_bench.TEXT_1K,
+                }
             ),
             memory_bench.JSON,
             auth=True,

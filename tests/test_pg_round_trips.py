@@ -13,12 +13,14 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import event
 
+from memory_service.clock import now_ms
 from memory_service.services.errors import PreconditionFailed, QuotaExceeded
-from tests.conftest import Api, make_api
+from tests.conftest import Api, make_api, stored_bytes
 from tests.support.pgserver import PgServer, pg_wanted
 
 pytestmark = pytest.mark.skipif(not pg_wanted(), reason="PostgreSQL tests skipped")
@@ -51,7 +53,16 @@ class CountingProtocol:
 
 @pytest.fixture
 async def counted(pg: PgServer) -> AsyncIterator[tuple[Api, Counter]]:
-    api, app = await make_api(pg.create_database(f"round_trips_{uuid.uuid4().hex[:8]}"))
+    async with counting(pg) as made:
+        yield made
+
+
+@asynccontextmanager
+async def counting(pg: PgServer, **overrides: object) -> AsyncIterator[tuple[Api, Counter]]:
+    """The app on a new database, its driver's round trips counted (`overrides`: settings)."""
+    api, app = await make_api(
+        pg.create_database(f"round_trips_{uuid.uuid4().hex[:8]}"), **overrides
+    )
     counts: Counter = Counter()
     engine = app.state.services.db.engine
 
@@ -229,3 +240,211 @@ async def test_concurrent_adds_share_statements_and_keep_every_rule(batched) -> 
     assert len(refused) == 3 and all(isinstance(d, QuotaExceeded) for d in refused)
     usage = await services.kv.usage(b)
     assert usage["used"] == ids + 5 * per
+
+
+def one_round_trip(counts: Counter, what: object) -> None:
+    """The write was one statement, alone in its transaction: no BEGIN, no COMMIT, so the
+    workspace lock it took inside the database was held for that one round trip only."""
+    assert counts["bind_execute"] == 1, (what, counts)
+    assert sum(counts[k] for k in ROUND_TRIPS) == 1, (what, counts)
+
+
+async def test_every_memory_write_is_one_round_trip(pg: PgServer) -> None:
+    """Adds of every kind (Idempotency-Key: first, replay, reused, exhausted, memory deleted;
+    blockName; batches; lastN and keepSystem windows), deletes, block renames (done and refused
+    for quota) and usage: each one statement (migration 0005), with the answer SQLite gives."""
+    async with counting(pg, max_idempotency_keys=2) as (api, counts):
+        c = api.client
+        ws = await api.workspace("w", quota=1000)
+
+        async def send(method: str, path: str, status: int, **kw: object) -> dict:
+            headers = {**ws, **kw.pop("headers", {})}  # type: ignore[dict-item]
+            counts.clear()
+            r = await c.request(method, path, headers=headers, **kw)  # type: ignore[arg-type]
+            assert r.status_code == status, (method, path, kw, r.text)
+            one_round_trip(counts, (method, path, kw))
+            return r.json()
+
+        def msg(conv: str, content: str, **more: object) -> dict:
+            return {"conversationId": conv, "role": "user", "content": content, **more}
+
+        # Warm up (the first use of a statement on a connection also prepares it).
+        # Thrice: sequential requests may alternate between two pooled connections.
+        for _ in range(3):
+            await c.post("/api/memory", json=msg("warm", "w", blockName="wn"), headers=ws)
+            await c.post("/api/memory", json=msg("warm", "plain"), headers=ws)
+            await c.put("/api/memory/blocks/warm", json={"name": "x"}, headers=ws)
+            await c.delete("/api/memory", params={"conversationId": "warm"}, headers=ws)
+            await c.get("/api/usage", headers=ws)
+
+        idem = {"Idempotency-Key": "k1"}
+        first = await send("POST", "/api/memory", 200, json=msg("c", "one"), headers=idem)
+        assert first["replayed"] is False and first["memories"][0]["messageCount"] == 1
+        again = await send("POST", "/api/memory", 200, json=msg("c", "one"), headers=idem)
+        assert (
+            again["replayed"] is True
+            and again["memories"][0]["data"] == first["memories"][0]["data"]
+        )
+        other = await send("POST", "/api/memory", 409, json=msg("c", "two"), headers=idem)
+        assert other["code"] == "idempotency_key_reused"
+        named = await send("POST", "/api/memory", 200, json=msg("c", "two", blockName="nm"))
+        assert named["memories"][0]["blockName"] == "nm"
+        batch = {
+            "conversationId": "c",
+            "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        }
+        await send("POST", "/api/memory", 200, json=batch, headers={"Idempotency-Key": "k2"})
+        window = await send("POST", "/api/memory", 200, json=msg("c", "w", lastN=3))
+        assert [m["content"] for m in window["memories"][0]["data"]] == ["s", "u", "w"]
+        keep = {"keepSystem": True}
+        new = await send("POST", "/api/memory", 200, json={**msg("d", "x", lastN=1), **keep})
+        assert new["memories"][0]["data"] == [{"seq": 0, "role": "user", "content": "x"}]
+        full = {**msg("c", "v", lastN=1), "keepSystem": True}
+        head = await send("POST", "/api/memory", 200, json=full)
+        assert [m["seq"] for m in head["memories"][0]["data"]] == [5]  # seq 0 is no system message
+        system = {"conversationId": "e", "messages": [{"role": "system", "content": "sys"}]}
+        await send("POST", "/api/memory", 200, json={**system, "lastN": 0})
+        await send("POST", "/api/memory", 200, json={**msg("e", "a"), "blockId": "default"})
+        kept = await send("POST", "/api/memory", 200, json={**msg("e", "b", lastN=1), **keep})
+        assert [(m["seq"], m["content"]) for m in kept["memories"][0]["data"]] == [
+            (0, "sys"),
+            (2, "b"),
+        ]
+        exhausted = await send(
+            "POST", "/api/memory", 429, json=msg("c", "z"), headers={"Idempotency-Key": "k3"}
+        )
+        assert exhausted["code"] == "idempotency_keys_exhausted"
+        await send("PUT", "/api/memory/blocks/default", 200, json={"name": "dflt"})
+        emoji = {"name": "\U0001f600" * 256}  # 1,024 bytes: more than the quota left
+        big = await send("PUT", "/api/memory/blocks/default", 413, json=emoji)
+        assert big["code"] == "quota_exceeded"
+        gone = await send("DELETE", "/api/memory", 200, params={"conversationId": "c"})
+        assert gone["deletedCount"] == 1
+        deleted = await send("POST", "/api/memory", 409, json=msg("c", "one"), headers=idem)
+        assert deleted["code"] == "idempotent_memory_deleted"
+        usage = await send("GET", "/api/usage", 200)
+        assert usage["used"] == await stored_bytes(api.settings.database_url, "w")
+
+
+async def test_sweeps_hold_each_workspace_lock_for_one_round_trip(batched) -> None:  # noqa: ANN001
+    """The expired-entry sweep: one read to find the workspaces, then one statement per
+    workspace (no BEGIN/COMMIT around it); the idempotency sweep: one statement."""
+    services, counts = batched
+    kv, memory = services.kv, services.memory
+    a = await workspace_id(services, "a")
+    b = await workspace_id(services, "b")
+    for ws in (a, b):
+        await kv.set(ws, "short", b"x", ttl=1)
+        await kv.set(ws, "long", b"y")
+        await memory.add(ws, conversation_id="c", role="user", content="m", idempotency_key="k")
+    services.kv.clock = services.memory.clock = lambda: now_ms() + 2_000_000_000
+    counts.clear()
+    assert await kv.sweep() == 2 * (len("short") + 1)
+    # The read: BEGIN, SELECT, COMMIT; then ms_kv_sweep twice, each alone.
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    assert await kv.usage(a) == {
+        "used": len("long") + 1 + 5 + len("c") + len("default"),
+        "quota": services.settings.default_quota_bytes,
+    }
+    counts.clear()
+    assert await memory.sweep_idempotency() == 2
+    # One execution, no BEGIN or COMMIT (its first use on the connection prepares it too).
+    assert counts["bind_execute"] == 1 and counts["query"] == 0, counts
+
+
+async def test_admin_writes_of_a_workspace_are_one_round_trip(counted) -> None:  # noqa: ANN001
+    """A quota change, a new key, a revoked key and a deleted workspace: each one statement
+    naming the workspace (the lookup and the write together), no BEGIN or COMMIT around it."""
+    api, counts = counted
+    c, admin = api.client, api.admin
+    for name in ("warm0", "warm1", "warm2"):
+        await api.workspace(name)
+    counts.clear()
+    await api.workspace("w")
+    # The workspace and its first key: one statement; then the answer, two reads of two SELECTs.
+    assert counts["query:BEGIN"] == 2 and counts["bind_execute"] == 1 + 2 * 2, counts
+    counts.clear()
+    r = await c.post("/admin/workspaces", json={"name": "w"}, headers=admin)
+    assert r.status_code == 409 and r.json()["code"] == "workspace_exists", r.text
+    one_round_trip(counts, "the name is taken")
+    for i in range(3):  # warm up
+        await c.put(f"/admin/workspaces/warm{i}/quota", json={"quotaBytes": 5}, headers=admin)
+        r = await c.post(f"/admin/workspaces/warm{i}/keys", json={}, headers=admin)
+        await c.delete(f"/admin/keys/{r.json()['keyInfo']['id']}", headers=admin)
+        await c.delete(f"/admin/workspaces/warm{i}", headers=admin)
+
+    # The write alone, then (quota, new key) the answer read in a transaction of its own:
+    # BEGIN, two SELECTs, COMMIT.
+    counts.clear()
+    r = await c.put("/admin/workspaces/w/quota", json={"quotaBytes": 1234}, headers=admin)
+    assert r.status_code == 200 and r.json()["workspace"]["quotaBytes"] == 1234, r.text
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    counts.clear()
+    r = await c.post("/admin/workspaces/w/keys", json={"label": "x"}, headers=admin)
+    assert r.status_code == 201 and r.json()["keyInfo"]["label"] == "x", r.text
+    assert counts["query:BEGIN"] == 1 and counts["bind_execute"] == 1 + 2, counts
+    key_id = r.json()["keyInfo"]["id"]
+    for method, path, status in [
+        ("POST", "/admin/workspaces/absent/keys", 404),
+        ("DELETE", f"/admin/keys/{key_id}", 200),
+        ("DELETE", "/admin/workspaces/w", 200),
+        ("DELETE", "/admin/workspaces/w", 404),
+    ]:
+        counts.clear()
+        kw = {"json": {}} if method == "POST" else {}
+        r = await c.request(method, path, headers=admin, **kw)
+        assert r.status_code == status, (path, r.text)
+        one_round_trip(counts, (method, path))
+
+
+async def test_concurrent_adds_of_every_kind_share_statements(batched) -> None:  # noqa: ANN001
+    """Adds with Idempotency-Keys, block names and windows arriving together go in one
+    statement (ms_memory_append_many) and are decided one by one under the lock: a key raced
+    by 20 adds appends once and answers the others as replays; quota refusals are exact."""
+    services, counts = batched
+    memory = services.memory
+    a = await workspace_id(services, "a")
+    per = len("user") + 10
+    b = await workspace_id(services, "b", quota=len("q") + len("default") + 3 * per)
+    counts.clear()
+    done = await asyncio.gather(
+        *(
+            memory.add(a, conversation_id="c", role="user", content="same", idempotency_key="k")
+            for _ in range(20)
+        ),
+        *(
+            memory.add(
+                a, conversation_id=f"n{i % 2}", block_name=f"name{i}", role="user",
+                content=f"{i}", last_n=2, messages=None,
+            )
+            for i in range(10)
+        ),
+        *(
+            memory.add(b, conversation_id="q", role="user", content="x" * 10, idempotency_key=k)
+            for k in ("q0", "q1", "q2", "q3", "q4")
+        ),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert 1 <= counts["bind_execute"] < 35 / 4  # most adds shared a statement with others
+    raced = done[:20]
+    assert sum(not replayed for _, replayed in raced) == 1
+    assert {(m.id, m.messages[0].seq, m.message_count) for m, _ in raced} == {
+        (raced[0][0].id, 0, 1)
+    }
+    named = [m for m, _ in done[20:30]]
+    for conv in ("n0", "n1"):
+        mine = sorted(
+            (m for m in named if m.conversation_id == conv), key=lambda m: m.message_count
+        )
+        assert [m.message_count for m in mine] == [1, 2, 3, 4, 5]
+        # Each answer: the last two messages up to its own, its own name (set by this add).
+        for m in mine:
+            assert [x.seq for x in m.messages] == list(
+                range(max(0, m.message_count - 2), m.message_count)
+            )
+            assert m.block_name == f"name{int(m.messages[-1].content)}"
+    ok = [d for d in done[30:] if not isinstance(d, Exception)]
+    refused = [d for d in done[30:] if isinstance(d, Exception)]
+    assert len(ok) == 3 and len(refused) == 2 and all(isinstance(d, QuotaExceeded) for d in refused)
+    assert sorted(m.messages[0].seq for m, _ in ok) == [0, 1, 2]
+    assert (await services.kv.usage(b))["used"] == len("q") + len("default") + 3 * per

@@ -48,7 +48,7 @@ class Services:
                 db, head_revision(settings.database_url), settings.ready_timeout_seconds
             ),
             workspaces=WorkspaceService(db, settings),
-            kv=KvService(db, settings, clock, metrics=metrics, cursors=cursors),
-            memory=MemoryService(db, settings, clock, metrics=metrics, cursors=cursors),
+            kv=KvService(db, settings, clock=clock, metrics=metrics, cursors=cursors),
+            memory=MemoryService(db, settings, clock=clock, metrics=metrics, cursors=cursors),
             stats=StatsService(db, clock),
         )

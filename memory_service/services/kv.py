@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.engine import Connection
 
-from ..clock import now_ms
 from ..errors import WorkspaceGone
 from ..settings import Settings
 from ..storage import kv as sql
+from ..storage import pg_writes
 from ..storage.database import Database
 from ..storage.pg_batch import PgBatcher
+from .base import WorkspaceDataService
 from .conditions import Preconditions, Tags
-from .cursors import Cursors
 from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
 from .media_types import check_media_type
-from .metrics import Metrics
 from .shapes import KvItem, kv_item
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -261,21 +259,9 @@ def sweep_workspace_txn(conn: Connection, workspace_id: int, now: int) -> int:
     return freed
 
 
-class KvService:
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        clock: Callable[[], int] = now_ms,
-        *,
-        metrics: Metrics | None = None,
-        cursors: Cursors | None = None,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.clock = clock
-        self.metrics = metrics
-        self.cursors = cursors or Cursors(db, settings)
+class KvService(WorkspaceDataService):
+    def __init__(self, db: Database, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(db, settings, **kwargs)
         self._pg_sets = None if db.is_sqlite else PgBatcher(db, sql.pg_set, sql.pg_set_many)
 
     def key(self, key: str) -> bytes:
@@ -412,18 +398,22 @@ class KvService:
             next_cursor = self.cursors.seal("kv", workspace_id, [rows[-1].key, raw_prefix])
         return [kv_item(r) for r in rows], next_cursor
 
-    def page_limit(self, limit: int | None) -> int:
-        if limit is None:
-            return self.settings.default_page_size
-        if limit < 1 or limit > self.settings.max_page_size:
-            raise BadRequest(
-                f"limit must be between 1 and {self.settings.max_page_size}", code="invalid_limit"
-            )
-        return limit
-
     async def usage(self, workspace_id: int) -> dict:
         """Exact usage: expired entries are swept first, so their bytes are never counted."""
-        return await self.db.write(usage_txn, workspace_id, self.clock())
+        if self.db.is_sqlite:
+            return await self.db.write(usage_txn, workspace_id, self.clock())
+        row = await self._pg_sweep(workspace_id, self.clock())
+        if row.status == "gone":
+            raise WorkspaceGone(workspace_id)
+        return {"used": row.used, "quota": row.quota}
+
+    async def _pg_sweep(self, workspace_id: int, now: int) -> pg_writes.Swept:
+        """usage_txn and sweep_workspace_txn on PostgreSQL: one ms_kv_sweep call (migration
+        0005), so the workspace lock is held for one round trip."""
+        row = await self.db.write_statement(pg_writes.kv_sweep, {"ws": workspace_id, "now": now})
+        if row.status not in ("ok", "gone"):
+            raise RuntimeError(f"ms_kv_sweep answered {row.status!r}")
+        return row
 
     async def sweep(self, limit_workspaces: int = 100) -> int:
         """Background sweep: delete expired entries and free their bytes. Returns bytes freed."""
@@ -431,5 +421,8 @@ class KvService:
         ids = await self.db.read(sql.workspaces_with_expired, now, limit_workspaces)
         freed = 0
         for ws_id in ids:
-            freed += await self.db.write(sweep_workspace_txn, ws_id, now)
+            if self.db.is_sqlite:
+                freed += await self.db.write(sweep_workspace_txn, ws_id, now)
+            else:  # (a workspace deleted meanwhile frees 0)
+                freed += (await self._pg_sweep(ws_id, now)).freed or 0
         return freed

@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..clock import iso, now_ms
 from ..settings import Settings
+from ..storage import pg_writes
 from ..storage import workspaces as sql
 from ..storage.database import Database
 from .auth_failures import FailureLimiter
@@ -111,7 +113,14 @@ class WorkspaceService:
         check_name(name)
         quota = self._check_quota(quota)
         try:
-            key = await self.db.write(_create_workspace_txn, name, quota, now_ms())
+            if self.db.is_sqlite:
+                key = await self.db.write(_create_workspace_txn, name, quota, now_ms())
+            else:  # one statement (storage/pg_writes.py)
+                secret, prefix = _new_key()
+                params = {"name": name, "quota": quota, "now": now_ms()}
+                params |= {"hash": hash_key(secret), "prefix": prefix}
+                key_id = await self.db.write_statement(pg_writes.create_workspace, params)
+                key = CreatedKey(key_id, name, secret, prefix)
         except IntegrityError as exc:
             raise Conflict(f"workspace {name!r} already exists", code="workspace_exists") from exc
         return await self.describe(name), key
@@ -133,13 +142,31 @@ class WorkspaceService:
         rows = await self.db.read(sql.list_workspaces)
         return [workspace_view(r, active_keys) for r, active_keys in rows]
 
+    async def _pg_by_name(
+        self, fn: Callable[[Connection, dict], int | None], name: str, **params: object
+    ) -> int:
+        """PostgreSQL: one statement that names the workspace (storage/pg_writes.py), so the
+        lock it takes on the workspace's row is held for that round trip only."""
+        ws_id = None
+        if NAME_RE.fullmatch(name):  # (as _workspace_by_name: PostgreSQL refuses NUL)
+            ws_id = await self.db.write_statement(fn, {"name": name, **params})
+        if ws_id is None:
+            raise NotFound(f"workspace {name!r} not found", code="workspace_not_found")
+        return ws_id
+
     async def delete_workspace(self, name: str) -> None:
-        ws_id = await self.db.write(_delete_workspace_txn, name)
+        if self.db.is_sqlite:
+            ws_id = await self.db.write(_delete_workspace_txn, name)
+        else:
+            ws_id = await self._pg_by_name(pg_writes.delete_workspace, name)
         self._cache = {k: v for k, v in self._cache.items() if v[0].workspace_id != ws_id}
 
     async def set_quota(self, name: str, quota: int) -> dict:
         quota = self._check_quota(quota)
-        await self.db.write(_set_quota_txn, name, quota)
+        if self.db.is_sqlite:
+            await self.db.write(_set_quota_txn, name, quota)
+        else:
+            await self._pg_by_name(pg_writes.set_quota, name, quota=quota)
         return await self.describe(name)
 
     async def create_key(self, name: str, label: str = "") -> CreatedKey:
@@ -147,7 +174,12 @@ class WorkspaceService:
             raise BadRequest("label must be at most 128 characters", code="invalid_label")
         if any(unicodedata.category(ch) == "Cc" for ch in label):
             raise BadRequest("label must not contain control characters", code="invalid_label")
-        return await self.db.write(_create_key_txn, name, label, now_ms())
+        if self.db.is_sqlite:
+            return await self.db.write(_create_key_txn, name, label, now_ms())
+        secret, prefix = _new_key()
+        params = {"hash": hash_key(secret), "prefix": prefix, "label": label, "now": now_ms()}
+        key_id = await self._pg_by_name(pg_writes.insert_key, name, **params)
+        return CreatedKey(key_id, name, secret, prefix)
 
     async def list_keys(self, name: str) -> list[dict]:
         return await self.db.read(_list_keys_txn, name)
@@ -155,7 +187,10 @@ class WorkspaceService:
     async def revoke_key(self, key_id: int) -> None:
         key_hash = None
         if 0 < key_id <= MAX_KEY_ID:
-            key_hash = await self.db.write(sql.revoke_key, key_id, now_ms())
+            if self.db.is_sqlite:
+                key_hash = await self.db.write(sql.revoke_key, key_id, now_ms())
+            else:  # one statement: no BEGIN and COMMIT around it
+                key_hash = await self.db.write_statement(sql.revoke_key, key_id, now_ms())
         if key_hash is None:
             raise NotFound(f"no live API key with id {key_id}", code="key_not_found")
         self._cache.pop(key_hash, None)
@@ -183,9 +218,14 @@ def _workspace_id(conn: Connection, name: str) -> int:
     return workspace_id
 
 
-def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
+def _new_key() -> tuple[str, str]:
+    """A new key's secret and the prefix of it that lists show."""
     secret = new_secret()
-    prefix = secret[: len(KEY_PREFIX) + 6]
+    return secret, secret[: len(KEY_PREFIX) + 6]
+
+
+def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:
+    secret, prefix = _new_key()
     key_id = sql.insert_key(conn, ws_id, hash_key(secret), prefix, label, now)
     return CreatedKey(key_id, ws_name, secret, prefix)
 

@@ -3,7 +3,7 @@
 - `ids`: what ids may hold, and the `conversationId:blockId` key
 - `results`: the memories and messages the services answer
 - `add`: an add as one transaction (replay, append, charge, widen the answer)
-- `pg_add`: the common add on PostgreSQL as one server-side function call
+- `pg_add`: every memory write on PostgreSQL as one server-side function call
 - `reads`: a page of memories with their windows, and older messages
 - `changes`: deletes and block names
 - `service`: `MemoryService`, which checks input, picks the transaction and the thread

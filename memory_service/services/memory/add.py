@@ -2,7 +2,8 @@
 
 Every write locks the workspace's account first (storage.kv.lock_account), charges or frees the
 bytes of the messages (services.kv.charge), and saves the account in the same transaction: one
-quota and one workspace boundary for KV values and memories alike.
+quota and one workspace boundary for KV values and memories alike. (On PostgreSQL the same rules
+run inside the database, as one function call: pg_add.py, migration 0005.)
 """
 
 from __future__ import annotations
@@ -97,9 +98,14 @@ def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
     sql.sweep_workspace_idempotency(conn, ws, req.idempotency_cutoff)
     if sql.count_idempotency(conn, ws, limit) < limit:
         return
-    oldest = sql.oldest_idempotency(conn, ws) or req.now
-    wait = max(1, -(-(oldest - req.idempotency_cutoff) // 1000))
-    raise RateLimited(
+    raise keys_exhausted(req, sql.oldest_idempotency(conn, ws))
+
+
+def keys_exhausted(req: AddRequest, oldest: int | None) -> RateLimited:
+    """The 429 of an add that finds `max_idempotency_keys` live records (oldest created then)."""
+    limit = req.max_idempotency_keys
+    wait = max(1, -(-((oldest or req.now) - req.idempotency_cutoff) // 1000))
+    return RateLimited(
         f"this workspace already holds {limit} idempotency keys (MEMORY_MAX_IDEMPOTENCY_KEYS); "
         f"retry in {wait} s, when the oldest expires, or add without Idempotency-Key",
         code="idempotency_keys_exhausted",
@@ -107,19 +113,27 @@ def _make_room_for_idempotency(conn: Connection, req: AddRequest) -> None:
     )
 
 
+def key_reused() -> Conflict:
+    return Conflict(
+        "Idempotency-Key was already used with a different request; use a new key",
+        code="idempotency_key_reused",
+    )
+
+
+def memory_deleted() -> Conflict:
+    return Conflict(
+        "the add with this Idempotency-Key succeeded, but its memory has been deleted since",
+        code="idempotent_memory_deleted",
+    )
+
+
 def _replay(conn: Connection, req: AddRequest, record: IdempotencyRecord) -> MemoryOut:
     """The answer of the add that first used this idempotency key; appends nothing."""
     if record.request_hash != req.request_hash:
-        raise Conflict(
-            "Idempotency-Key was already used with a different request; use a new key",
-            code="idempotency_key_reused",
-        )
+        raise key_reused()
     row = sql.memory_by_id(conn, req.workspace_id, record.memory_id)
     if row is None:
-        raise Conflict(
-            "the add with this Idempotency-Key succeeded, but its memory has been deleted since",
-            code="idempotent_memory_deleted",
-        )
+        raise memory_deleted()
     first, end = record.first_seq, record.first_seq + record.appended
     memory = memory_out(row, messages_of(sql.message_range(conn, row.id, first, end)), 0)
     _extend(conn, memory, first, end, req.last_n, req.keep_system)

@@ -1,4 +1,5 @@
-"""Deletes and block names as transactions, each under the workspace's account lock."""
+"""Deletes and block names as transactions, each under the workspace's account lock (SQLite;
+PostgreSQL runs the same rules as one function call each: pg_add.py, migration 0005)."""
 
 from __future__ import annotations
 

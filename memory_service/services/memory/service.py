@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from ...clock import now_ms
 from ...settings import Settings
 from ...storage import memory as sql
 from ...storage.database import Database
 from ...storage.memory import BlockRecord, Filter
-from ...storage.pg_batch import PgBatcher
-from ..cursors import Cursors, invalid_cursor
+from ..base import WorkspaceDataService
+from ..cursors import invalid_cursor
 from ..errors import BadRequest, TooLarge
-from ..metrics import Metrics
 from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
 from .ids import IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_pair
-from .pg_add import one_plain_message, pg_add
+from .pg_add import PgMemoryWrites
 from .reads import messages_txn, read_page_txn
 from .results import MemoryOut, MessagePage, Window
 
@@ -33,22 +32,11 @@ def _filter_tag(flt: Filter) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-class MemoryService:
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        clock: Callable[[], int] = now_ms,
-        *,
-        metrics: Metrics | None = None,
-        cursors: Cursors | None = None,
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.clock = clock
-        self.metrics = metrics  # memories created, messages appended (issue #6)
-        self.cursors = cursors or Cursors(db, settings)
-        self._pg_adds = None if db.is_sqlite else PgBatcher(db, sql.pg_add, sql.pg_add_many)
+class MemoryService(WorkspaceDataService):
+    def __init__(self, db: Database, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(db, settings, **kwargs)
+        # PostgreSQL: each write one server-side function call (migrations 0004, 0005).
+        self._pg = None if db.is_sqlite else PgMemoryWrites(db)
 
     async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
         """A sealed dataCursor on each memory that has older messages than those it carries."""
@@ -88,15 +76,6 @@ class MemoryService:
         if not 0 <= last_n <= page:
             raise BadRequest(f"lastN must be between 0 and {page}", code="invalid_last_n")
         return Window(last_n, keep_system)
-
-    def page_limit(self, limit: int | None) -> int:
-        if limit is None:
-            return self.settings.default_page_size
-        if not 1 <= limit <= self.settings.max_page_size:
-            raise BadRequest(
-                f"limit must be between 1 and {self.settings.max_page_size}", code="invalid_limit"
-            )
-        return limit
 
     def _checked_messages(self, role: str | None, content: str | None, batch: list | None) -> list:
         """(role, content, UTF-8 content, bytes charged) of each message, or a 4xx."""
@@ -189,8 +168,8 @@ class MemoryService:
             idempotency_cutoff=now - int(self.settings.idempotency_ttl_seconds * 1000),
             max_idempotency_keys=self.settings.max_idempotency_keys,
         )
-        if self._pg_adds is not None and one_plain_message(req):
-            memory, replayed = await pg_add(self._pg_adds, req), False
+        if self._pg is not None:
+            memory, replayed = await self._pg.add(req)
         else:
             memory, replayed = await self.db.write(add_txn, req)
         await self._seal_data_cursors(workspace_id, [memory])
@@ -273,6 +252,8 @@ class MemoryService:
         """(memories deleted, or that would be with dry_run; bytes freed, or that would be)."""
         if dry_run:
             return await self.db.read(count_txn, workspace_id, flt)
+        if self._pg is not None:
+            return await self._pg.delete(workspace_id, flt)
         return await self.db.write(delete_txn, workspace_id, flt)
 
     async def set_block(self, workspace_id: int, block_id: str, name: str | None) -> int:
@@ -281,7 +262,10 @@ class MemoryService:
         if name is not None:
             check_id(name, "name")
         now = self.clock()
-        await self.db.write(set_block_txn, workspace_id, block_id, name, now)
+        if self._pg is not None:
+            await self._pg.set_block(workspace_id, block_id, name, now)
+        else:
+            await self.db.write(set_block_txn, workspace_id, block_id, name, now)
         return now
 
     async def list_blocks(
@@ -305,4 +289,7 @@ class MemoryService:
     async def sweep_idempotency(self) -> int:
         """Forget idempotency records past their time; returns how many."""
         cutoff = self.clock() - int(self.settings.idempotency_ttl_seconds * 1000)
-        return await self.db.write(sql.sweep_idempotency, cutoff)
+        if self.db.is_sqlite:
+            return await self.db.write(sql.sweep_idempotency, cutoff)
+        # One statement on PostgreSQL (it locks no workspace): no BEGIN and COMMIT around it.
+        return await self.db.write_statement(sql.sweep_idempotency, cutoff)

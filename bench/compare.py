@@ -58,16 +58,7 @@ def main() -> None:
         servers[OTHER] = run.start_service(tmp, OTHER, tmp / "ms-other.db", args.other)
         servers["service"] = run.start_service(tmp, "service", db)
         ctx = run.Ctx(servers, api_key, args.threads, tmp)
-        scripts = {}
-        for sc in pairs.values():
-            if sc.setup:
-                sc.setup(ctx, sc)
-            sc.check(ctx)
-            scripts[sc.name] = tmp / f"{sc.name}.lua"
-            scripts[sc.name].write_text(sc.lua(ctx))
-            if args.warmup > 0:
-                url = servers[sc.server].url
-                harness.run_wrk(url, scripts[sc.name], args.warmup, args.connections, args.threads)
+        scripts = run.prepare(ctx, list(pairs.values()), args)
 
         def run_one(name: str, rnd: int) -> harness.WrkResult:
             url = servers[pairs[name].server].url

@@ -483,6 +483,21 @@ def print_report(
     )
 
 
+def prepare(ctx: Ctx, scenarios: list[Scenario], args: argparse.Namespace) -> dict[str, Path]:
+    """Each scenario set up, checked (a 2xx, or the run stops) and warmed up; its wrk script."""
+    scripts = {}
+    for sc in scenarios:
+        if sc.setup:
+            sc.setup(ctx, sc)
+        sc.check(ctx)
+        scripts[sc.name] = ctx.tmp / f"{sc.name}.lua"
+        scripts[sc.name].write_text(sc.lua(ctx))
+        if args.warmup > 0:
+            url = ctx.servers[sc.server].url
+            harness.run_wrk(url, scripts[sc.name], args.warmup, args.connections, args.threads)
+    return scripts
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -520,21 +535,7 @@ def main() -> None:
             n: {"pid": s.pid, "rss_start_kib": harness.rss_kib(s.pid)} for n, s in servers.items()
         }
 
-        scripts = {}
-        for sc in scenarios:
-            if sc.setup:
-                sc.setup(ctx, sc)
-            sc.check(ctx)
-            scripts[sc.name] = tmp / f"{sc.name}.lua"
-            scripts[sc.name].write_text(sc.lua(ctx))
-            if args.warmup > 0:
-                harness.run_wrk(
-                    servers[sc.server].url,
-                    scripts[sc.name],
-                    args.warmup,
-                    args.connections,
-                    args.threads,
-                )
+        scripts = prepare(ctx, scenarios, args)
         probes = {}
         for probe_name, probe in suite.probes.items():
             probes[probe_name] = probe(ctx)

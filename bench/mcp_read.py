@@ -31,26 +31,11 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import start_service
+from run import start_workspace_service
+from tools_stream import populate
 
 SCENARIOS = ["get", "tool-http", "mcp-tool", "mcp-resource"]
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
-
-
-def populate(client: httpx.Client, auth: dict[str, str], conversation: str, n: int) -> None:
-    for start in range(0, n, 1000):
-        batch = [
-            {
-                "role": "user" if i % 2 == 0 else "assistant",
-                "content": f"message {i}: " + "lorem ipsum dolor sit amet " * 3,
-            }
-            for i in range(start, min(n, start + 1000))
-        ]
-        r = client.post(
-            "/api/memory", json={"conversationId": conversation, "messages": batch}, headers=auth
-        )
-        if r.status_code != 200:
-            raise SystemExit(f"populate: POST /api/memory answered {r.status_code}: {r.text[:500]}")
 
 
 def request(client: httpx.Client, name: str, auth: dict[str, str], conversation: str):  # noqa: ANN201
@@ -132,12 +117,12 @@ def main() -> None:
     server = None
     runs: dict[int, dict[str, list[dict]]] = {}
     try:
-        server, key = start_service(tmp)
+        server, key = start_workspace_service(tmp)
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, timeout=120) as client:
             for n in sizes:
                 conversation = f"bench-{n}"
-                populate(client, auth, conversation, n)
+                populate(client, auth, n, conversation)
                 for name in SCENARIOS:  # every answer checked once before timing
                     check(name, measure(client, name, auth, conversation)["response"], n)
                 for _ in range(args.warmup):

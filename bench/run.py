@@ -426,6 +426,13 @@ def start_service(tmp: Path, name: str, db: Path, exe: str | None = None) -> Ser
     return harness.start_server(name, [*cmd, url], port, tmp / f"{name}.log", env=env)
 
 
+def start_workspace_service(tmp: Path) -> tuple[Server, str]:
+    """A new database with the `bench` workspace, and the service on it with the user's
+    defaults; returns the server and the workspace's key."""
+    db, key = create_service_db(tmp)
+    return start_service(tmp, "service", db), key
+
+
 # --- report --------------------------------------------------------------------------------------
 
 

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import create_service_db, start_service
+from run import start_workspace_service
 
 CONVERSATION = "bench"
 
 
-def populate(client: httpx.Client, auth: dict[str, str], n: int) -> None:
+def populate(
+    client: httpx.Client, auth: dict[str, str], n: int, conversation: str = CONVERSATION
+) -> None:
     """n messages (~100 bytes each) in batches of 1000, alternating user / assistant."""
     for start in range(0, n, 1000):
         batch = [
@@ -40,7 +42,7 @@ def populate(client: httpx.Client, auth: dict[str, str], n: int) -> None:
         ]
         r = client.post(
             "/api/memory",
-            json={"conversationId": CONVERSATION, "messages": batch},
+            json={"conversationId": conversation, "messages": batch},
             headers=auth,
         )
         if r.status_code != 200:
@@ -116,8 +118,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ms-bench-tools-"))
     server = None
     try:
-        db, key = create_service_db(tmp)
-        server = start_service(tmp, "service", db)
+        server, key = start_workspace_service(tmp)
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, timeout=120) as client:
             populate(client, auth, args.messages)

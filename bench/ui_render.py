@@ -29,7 +29,7 @@ from pathlib import Path
 
 import harness
 import httpx
-from run import BENCH, start_service
+from run import BENCH, start_workspace_service
 
 sys.path.insert(0, str(BENCH.parent))
 from tests.support.browser import chromium  # noqa: E402  (the tests' browser settings)
@@ -114,7 +114,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ms-bench-ui-"))
     server = driver = None
     try:
-        server, big_key = start_service(tmp)
+        server, big_key = start_workspace_service(tmp)
         small_key = create_workspace(tmp, "small")
         big = {"Authorization": f"Bearer {big_key}"}
         small = {"Authorization": f"Bearer {small_key}"}

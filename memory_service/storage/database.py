@@ -39,14 +39,20 @@ log = logging.getLogger("memory_service.storage")
 DRIVER_ERRORS = (OperationalError, sqlite3.OperationalError)
 
 
+def _reset_bookkeeping(conn: FastConnection) -> None:
+    """End SQLAlchemy's own transaction on this connection: bookkeeping only, since the driver
+    is in autocommit mode (transactions are begun and ended on it directly)."""
+    if conn.sa.in_transaction():
+        conn.sa.rollback()
+
+
 def _statement(conn: FastConnection, fn: Txn[T], args: tuple) -> T:
     """Run `fn`, one statement, in SQLite's own implicit transaction: a statement sees one
     snapshot without BEGIN and COMMIT around it (two driver calls less per point read)."""
     try:
         return fn(conn, *args)
     finally:
-        if conn.sa.in_transaction():
-            conn.sa.rollback()
+        _reset_bookkeeping(conn)
 
 
 def _transaction(conn: FastConnection, begin: str, fn: Txn[T], args: tuple) -> T:
@@ -67,8 +73,7 @@ def _transaction(conn: FastConnection, begin: str, fn: Txn[T], args: tuple) -> T
         raw.execute("COMMIT")
         return result
     finally:
-        if conn.sa.in_transaction():
-            conn.sa.rollback()
+        _reset_bookkeeping(conn)
 
 
 class _GroupCommitWriter:

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .memory_tables import memory_block_t, memory_idempotency_t, memory_message_t, memory_t
-from .prepared import prepared, records
+from .prepared import first_record, prepared, records
 
 M = memory_t.c
 MM = memory_message_t.c
@@ -334,8 +334,7 @@ _IDEM_SWEEP = delete(memory_idempotency_t).where(I.created_at <= bindparam("cuto
 
 
 def idempotency_record(conn: Connection, workspace_id: int, key: str) -> IdempotencyRecord | None:
-    found = records(conn, _IDEM_GET, {"ws": workspace_id, "key": key})
-    return found[0] if found else None
+    return first_record(conn, _IDEM_GET, {"ws": workspace_id, "key": key})
 
 
 def forget_idempotency(conn: Connection, workspace_id: int, key: str) -> None:
@@ -510,13 +509,11 @@ def memory_by_pair(
     conn: Connection, workspace_id: int, conversation_id: str, block_id: str
 ) -> MemoryRecord | None:
     params = {"ws": workspace_id, "conv": conversation_id, "block": block_id}
-    found = records(conn, _MEMORY_BY_PAIR, params)
-    return found[0] if found else None
+    return first_record(conn, _MEMORY_BY_PAIR, params)
 
 
 def memory_by_id(conn: Connection, workspace_id: int, memory_id: int) -> MemoryRecord | None:
-    found = records(conn, _MEMORY_BY_ID, {"ws": workspace_id, "id": memory_id})
-    return found[0] if found else None
+    return first_record(conn, _MEMORY_BY_ID, {"ws": workspace_id, "id": memory_id})
 
 
 # The newest `n` messages of each listed memory, in one query: a primary-key range per memory.
@@ -573,6 +570,17 @@ _RANGE = prepared(
 NO_CAP = 2**31 - 1  # (size is an INTEGER column)
 
 
+def _each_memory(
+    conn: Connection, stmt: Executable, memory_ids: list[int], params: dict
+) -> list[MessageRecord]:
+    """A one-memory prepared statement run for each memory in id order, as the IN-list
+    statements order their rows."""
+    rows: list[MessageRecord] = []
+    for memory_id in sorted(memory_ids):
+        rows.extend(records(conn, stmt, {**params, "id": memory_id}))
+    return rows
+
+
 def tails(
     conn: Connection, memory_ids: list[int], n: int, cap: int = NO_CAP
 ) -> list[MessageRecord]:
@@ -581,10 +589,7 @@ def tails(
     if not memory_ids or n <= 0:
         return []
     if conn.dialect.name == "sqlite":
-        rows: list[MessageRecord] = []
-        for memory_id in sorted(memory_ids):
-            rows.extend(records(conn, _TAIL, {"id": memory_id, "n": n, "cap": cap}))
-        return rows
+        return _each_memory(conn, _TAIL, memory_ids, {"n": n, "cap": cap})
     found = conn.execute(_TAILS, {"ids": memory_ids, "n": n, "cap": cap})
     return [MessageRecord._make(r) for r in found]
 
@@ -593,10 +598,7 @@ def system_heads(conn: Connection, memory_ids: list[int], cap: int = NO_CAP) -> 
     if not memory_ids:
         return []
     if conn.dialect.name == "sqlite":  # as in tails()
-        rows: list[MessageRecord] = []
-        for memory_id in sorted(memory_ids):
-            rows.extend(records(conn, _SYSTEM_HEAD, {"id": memory_id, "cap": cap}))
-        return rows
+        return _each_memory(conn, _SYSTEM_HEAD, memory_ids, {"cap": cap})
     found = conn.execute(_SYSTEM_HEADS, {"ids": memory_ids, "cap": cap})
     return [MessageRecord._make(r) for r in found]
 

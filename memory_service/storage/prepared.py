@@ -45,6 +45,12 @@ def records(conn: Any, stmt: Executable, params: Any = None) -> list:
     return [record._make(r) for r in result] if record is not None else list(result)
 
 
+def first_record(conn: Any, stmt: Executable, params: Any = None) -> Any | None:
+    """The first row of `records()`, or None."""
+    found = records(conn, stmt, params)
+    return found[0] if found else None
+
+
 class _Compiled:
     __slots__ = ("sql", "names", "row_type")
 

@@ -36,6 +36,10 @@ class AddRequest:
     idempotency_cutoff: int  # records created at or before this have expired
     max_idempotency_keys: int = 10_000  # records a workspace may hold (expired ones swept)
 
+    def sent(self, first: int) -> list[MessageOut]:
+        """This add's messages as the client sent them, numbered from seq `first`."""
+        return [MessageOut(first + i, m[0], m[1]) for i, m in enumerate(self.messages)]
+
 
 def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
     """Append the messages; returns (the memory with what this add appended, replayed)."""
@@ -72,7 +76,7 @@ def add_txn(conn: Connection, req: AddRequest) -> tuple[MemoryOut, bool]:
     kv_sql.save_account(conn, account)
 
     first = appended.first_seq
-    data = [MessageOut(first + i, m[0], m[1]) for i, m in enumerate(req.messages)]
+    data = req.sent(first)
     memory = MemoryOut(
         id=appended.memory_id,
         conversation_id=req.conversation_id,

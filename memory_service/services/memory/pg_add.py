@@ -68,7 +68,7 @@ class PgMemoryWrites:
 
     async def _add_plain(self, req: AddRequest) -> MemoryOut:
         """add_txn for `one_plain_message`, as one ms_memory_add call (migration 0004)."""
-        role, text_, raw, size = req.messages[0]
+        role, _text, raw, size = req.messages[0]
         params = {
             "ws": req.workspace_id,
             "conv": req.conversation_id,
@@ -91,7 +91,7 @@ class PgMemoryWrites:
             message_count=row.message_count,
             created_at=row.created_at,
             updated_at=req.now,
-            messages=[MessageOut(first, role, text_)],
+            messages=req.sent(first),
             window_start=first,  # as _extend sets it for last_n 0: nothing before is included
         )
 
@@ -127,8 +127,8 @@ class PgMemoryWrites:
         ]
         replayed = row.status == "replay"
         if not replayed:  # the appended messages follow what was read, as the client sent them
-            first = row.first_seq
-            read += [MessageOut(first + i, m[0], m[1]) for i, m in enumerate(req.messages)]
+            assert row.first_seq is not None  # (set when the add appended)
+            read += req.sent(row.first_seq)
         memory = MemoryOut(
             id=row.memory_id,
             conversation_id=req.conversation_id,  # a replay's: the same, the request hash says

@@ -191,19 +191,22 @@ class MemoryService(WorkspaceDataService):
         """Matching memories (every memory when `flt` is None), a page at a time."""
         limit = self.page_limit(limit)
         window = self.window(last_n, keep_system)
+        flt = flt or Filter()
+        tag = None  # the filter's fingerprint, made only when a cursor is read or sealed
         after = 0
         if cursor:
             await self.cursors.load()
             # Sealed by this service for this workspace, so well-formed: [after id, filter tag].
             after, cursor_tag = self.cursors.open(cursor, "memories", workspace_id)
-            if cursor_tag != _filter_tag(flt or Filter()):
+            tag = _filter_tag(flt)
+            if cursor_tag != tag:
                 raise BadRequest(
                     "cursor belongs to a listing with other filters", code="invalid_cursor"
                 )
         # A page stops early (with a nextCursor) once it holds this many messages, so that a
         # response stays bounded however many memories and messages a page could name.
         budget = max(self.settings.max_response_messages, window.size)
-        args = (workspace_id, flt or Filter(), after, limit, window, budget)
+        args = (workspace_id, flt, after, limit, window, budget)
         page: tuple[list[MemoryOut], int | None] | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
             page = await self.db.read(read_page_txn, *args, True, inline=True)
@@ -215,9 +218,8 @@ class MemoryService(WorkspaceDataService):
         next_cursor = None
         if next_after is not None:
             await self.cursors.load()
-            next_cursor = self.cursors.seal(
-                "memories", workspace_id, [next_after, _filter_tag(flt or Filter())]
-            )
+            tag = tag or _filter_tag(flt)
+            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
         return memories, next_cursor
 
     async def messages(

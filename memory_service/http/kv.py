@@ -273,6 +273,8 @@ class KvController(Controller):
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
         headers = value_response_headers(row.version, row.content_type, row.expires_at)
         headers["X-Value-Length"] = str(row.value_size)
+        # b"", not None: Litestar cannot render None under a binary media type (a 500), yet it
+        # wants a HEAD handler declared Response[None]; hence the arg-type ignores.
         if not conditions.empty and not conditions.evaluate(row.version):
             return Response(b"", status_code=304, headers=headers)  # type: ignore[arg-type]
         # The stored type exactly, as GET answers it (media_type alone gains a charset).

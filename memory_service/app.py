@@ -18,6 +18,7 @@ from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.guards import QueryGuard
 from .http.kv import KvController
+from .http.kv_get import with_kv_get_fast_path
 from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.observe import ObserveMiddleware
@@ -152,5 +153,6 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    app.asgi_handler = ObserveMiddleware(QueryGuard(app.asgi_handler), services.metrics, access)
+    handler = with_kv_get_fast_path(app.asgi_handler, app, services)
+    app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

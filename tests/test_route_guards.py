@@ -2,29 +2,38 @@
 path included; and a guard added to the KV controller or to the app reaches every KV route,
 the fast path too.
 
-The KV GET handler (`KvController.get_value`) reads its credential, key and conditional headers
-from the request itself instead of through Litestar's dependencies and parameters (they cost
-about a fifth of the request). Guards, middleware and exception handlers still apply to it, as
-to any handler: Litestar runs a handler's guards before calling it. What it does not get is a
-dependency added to the controller: `test_the_kv_controller_has_no_dependency_the_fast_path_skips`
-makes whoever adds one decide what the fast path does with it.
+`GET /api/kv/{key}` is answered by a fast path outside Litestar's router (http/kv_get.py) while
+the kvGet route has nothing that the fast path would skip. Anything added to the route, its
+controller or the app that it would skip (a guard, middleware, a hook, response headers, an
+exception handler, a dependency) turns it off, so the addition reaches kvGet like every route:
+`test_an_addition_the_fast_path_would_skip_turns_it_off` adds each and sees it apply. And
+`test_the_default_app_serves_kv_get_by_the_fast_path` fails when such an addition lands in the
+code, so that whoever makes it decides whether the fast path should learn it (its cost is in
+bench/README.md).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
+from litestar.di import Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 import memory_service.app as app_module
 from memory_service.http.kv import KvController
+from memory_service.http.kv_get import KvGetFastPath, blockers, kv_get_handler
 from memory_service.http.memory import MemoryController
 from memory_service.http.stats import StatsController
 from memory_service.http.tools import ToolsController
+from memory_service.services.errors import NotFound
 from tests.conftest import Api, make_api
 
 DENIED = "refused by the test's guard"
@@ -162,7 +171,103 @@ async def test_an_app_guard_reaches_the_kv_fast_path(
     await assert_unchanged(sqlite_database_url, key)
 
 
-def test_the_kv_controller_has_no_dependency_the_fast_path_skips() -> None:
-    # get_value resolves the principal itself (provide_principal); any other dependency added to
-    # the controller would not reach it. Add it to get_value by hand too, then here.
-    assert set(KvController.dependencies or {}) == {"principal"}
+async def test_the_default_app_serves_kv_get_by_the_fast_path(sqlite_database_url: str) -> None:
+    _, app = await make_api(sqlite_database_url)
+    assert blockers(app, kv_get_handler(app)) == []
+    assert installed(app)
+
+
+def installed(app: Litestar) -> bool:
+    handler = app.asgi_handler
+    while handler is not None:
+        if isinstance(handler, KvGetFastPath):
+            return True
+        handler = getattr(handler, "app", None)
+    return False
+
+
+RAN: list[str] = []
+
+
+def noted(name: str) -> Callable[..., Any]:
+    async def note(*_args: object) -> None:
+        RAN.append(name)
+
+    return note
+
+
+async def note_after_request(response: Any) -> Any:
+    RAN.append("after_request")
+    return response
+
+
+def note_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        RAN.append("middleware")
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def teapot(_request: Request, _exc: Exception) -> Response:
+    RAN.append("exception_handlers")
+    return Response({"teapot": True}, status_code=418)
+
+
+async def provide_nothing() -> None:
+    RAN.append("dependencies")
+
+
+# Each addition: where it goes, its value; what GETs of a stored and a missing key then show.
+ADDITIONS = {
+    "controller guards": ("controller", "guards", [noted("guards")]),
+    "app guards": ("app", "guards", [noted("guards")]),
+    "controller middleware": ("controller", "middleware", [note_middleware]),
+    "app middleware": ("app", "middleware", [note_middleware]),
+    "before_request": ("controller", "before_request", noted("before_request")),
+    "after_request": ("controller", "after_request", note_after_request),
+    "after_response": ("controller", "after_response", noted("after_response")),
+    "response_headers": (
+        "controller",
+        "response_headers",
+        [ResponseHeader(name="x-added", value="1")],
+    ),
+    "exception_handlers": ("controller", "exception_handlers", {NotFound: teapot}),
+    "after_exception": ("app", "after_exception", [noted("after_exception")]),
+    "dependencies": (
+        "controller",
+        "dependencies",
+        {"principal": KvController.dependencies["principal"], "nothing": Provide(provide_nothing)},
+    ),
+}
+
+
+@pytest.mark.parametrize("addition", ADDITIONS)
+async def test_an_addition_the_fast_path_would_skip_turns_it_off(
+    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch, addition: str
+) -> None:
+    where, name, value = ADDITIONS[addition]
+    if where == "controller":
+        monkeypatch.setattr(KvController, name, value)
+    else:
+        monkeypatch.setattr(app_module, "Litestar", functools.partial(Litestar, **{name: value}))
+    RAN.clear()
+    api, app = await make_api(sqlite_database_url)
+    assert not installed(app)
+    assert name in blockers(app, kv_get_handler(app))
+    async with api.client:
+        key = await api.workspace("added")
+        assert (await api.client.put("/api/kv/k", content=b"v", headers=key)).status_code == 201
+        RAN.clear()
+        found = await api.client.get("/api/kv/k", headers=key)  # after_request: answers only
+        r = await api.client.get("/api/kv/missing", headers=key)  # exceptions: refusals only
+    assert found.status_code == 200
+    if name in ("response_headers", "dependencies"):
+        # Litestar adds neither to get_value's answer (a dependency runs only for a handler that
+        # asks for it; response headers are not added to a raw ASGI answer), so the long way
+        # does not show them either. The fast path still steps aside: that is not its decision.
+        assert "x-added" not in found.headers and "dependencies" not in RAN
+    elif name == "exception_handlers":
+        assert (r.status_code, r.json()) == (418, {"teapot": True})
+    else:
+        assert name in RAN, (r.status_code, RAN)

@@ -1,0 +1,314 @@
+"""The KV GET fast path (http/kv_get.py) answers exactly what the Litestar handler answers.
+
+Two apps over one database: the default one, which serves `GET /api/kv/...` by the fast path,
+and one with an allow-all guard on the app, which turns the fast path off (a guard is one of its
+blockers) and so serves every request through Litestar's router and `KvController.get_value`.
+The same requests, odd ones included (encoded and invalid keys, paths Litestar normalises, odd
+Host headers, every credential and conditional header), go to both, sent as raw ASGI scopes so
+that no client tidies them first. Every status, header (but the request id) and body byte must
+be the same, and so must what the requests leave behind: the metrics (route labels, refusals,
+auth failures), the auth-failure bound and the rate limit, which both apps reach in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+
+import memory_service.app as app_module
+from memory_service.http.kv_get import KvGetFastPath, blockers, kv_get_handler
+from tests.conftest import Api, make_api
+
+
+async def allow(_connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    return None
+
+
+def fast_path_of(app: Litestar) -> KvGetFastPath | None:
+    handler = app.asgi_handler
+    while handler is not None:
+        if isinstance(handler, KvGetFastPath):
+            return handler
+        handler = getattr(handler, "app", None)
+    return None
+
+
+@contextmanager
+def guarded_litestar() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app_module, "Litestar", functools.partial(Litestar, guards=[allow]))
+        yield
+
+
+def scope_of(raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) -> dict:
+    """The scope uvicorn (httptools) makes of such a request line and headers."""
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers,
+        "state": {},
+    }
+
+
+async def answer(app: Litestar, scope: dict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start, *body = sent
+    assert start["type"] == "http.response.start"
+    headers = [(n, v) for n, v in start["headers"] if n != b"x-request-id"]
+    return start["status"], headers, b"".join(m.get("body", b"") for m in body)
+
+
+def counters(app: Litestar) -> dict[str, float]:
+    """The metrics' counters (durations vary by nature; counts must not)."""
+    text = app.state.services.metrics.exposition().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("memory_") and "duration" not in line and "_created" not in line:
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+class Pair:
+    """The fast app and the Litestar-only app, running, over one database."""
+
+    def __init__(self, fast: tuple[Api, Litestar], slow: tuple[Api, Litestar]) -> None:
+        (self.api, self.fast), (self.slow_api, self.slow) = fast, slow
+        self.seen: list[int] = []
+        self.counted: tuple[dict[str, float], dict[str, float]] | None = None
+
+    async def same(
+        self, raw_path: bytes, headers: list[tuple[bytes, bytes]], query: bytes = b""
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if self.counted is None:  # what the seeding left, before the first compared request
+            self.counted = counters(self.fast), counters(self.slow)
+        fast = await answer(self.fast, scope_of(raw_path, query, headers))
+        slow = await answer(self.slow, scope_of(raw_path, query, headers))
+        assert fast == slow, (raw_path, query, headers)
+        self.seen.append(fast[0])
+        return fast
+
+    def assert_same_counts(self) -> None:
+        """The compared requests counted the same: by route and status, refusals, failures."""
+        assert self.counted is not None
+        deltas = []
+        for app, before in zip((self.fast, self.slow), self.counted, strict=True):
+            after = counters(app)
+            deltas.append({k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k)})
+        assert deltas[0] == deltas[1]
+        assert any('route="/api/kv/{key}"' in name for name in deltas[0]), deltas[0]
+
+
+async def make_pair(database_url: str, **overrides: object) -> Pair:
+    api, fast = await make_api(database_url, **overrides)
+    with guarded_litestar():
+        slow_api, slow = await make_api(database_url, **overrides)
+    assert fast_path_of(fast) is not None, blockers(fast, kv_get_handler(fast))
+    assert fast_path_of(slow) is None
+    assert blockers(slow, kv_get_handler(slow)) == ["guards"]
+    return Pair((api, fast), (slow_api, slow))
+
+
+KEYS = ["k", "text", "page", "ttl", "big", "ünï/κλειδί 🔑", "a/b/", "a%2Fb", "100%", " sp "]
+
+
+async def seed(api: Api) -> dict[str, bytes]:
+    """Workspaces and entries that both apps read; the credentials to read them with (every
+    entry is at version 1, so `"1"` is a matching tag)."""
+    c = api.client
+    good = await api.workspace("fast-a")
+    other = await api.workspace("fast-b")
+    revoked = await api.workspace("fast-revoked")
+    for key in (await c.get("/admin/workspaces/fast-revoked/keys", headers=api.admin)).json()[
+        "keys"
+    ]:
+        assert (await c.delete(f"/admin/keys/{key['id']}", headers=api.admin)).status_code == 200
+    gone = await api.workspace("fast-gone")
+    assert (await c.delete("/admin/workspaces/fast-gone", headers=api.admin)).status_code == 200
+    bodies = {
+        "k": (b"\x00value\xff", "application/octet-stream", ""),
+        "text": ("grüße".encode(), "text/plain; charset=utf-8", ""),
+        "page": (b"<script>x</script>", "text/html", ""),
+        "ttl": (b"soon", "application/json", "?ttl=3600"),
+        "big": (bytes(range(256)) * 300, "application/octet-stream", ""),
+        "ünï/κλειδί 🔑": (b"unicode", "text/plain", ""),
+        "a/b/": (b"slash", "text/plain", ""),
+        "a%2Fb": (b"percent", "text/plain", ""),
+        "100%": (b"hundred", "text/plain", ""),
+        " sp ": (b"spaces", "text/plain", ""),
+    }
+    for key, (body, content_type, query) in bodies.items():
+        path = "/api/kv/" + urllib.parse.quote(key, safe="") + query
+        r = await c.put(path, content=body, headers={**good, "Content-Type": content_type})
+        assert r.status_code == 201, r.text
+    r = await c.put("/api/kv/k", content=b"b's", headers=other)
+    assert r.status_code == 201, r.text
+    return {
+        "good": good["Authorization"].encode(),
+        "other": other["Authorization"].encode(),
+        "revoked": revoked["Authorization"].encode(),
+        "gone": gone["Authorization"].encode(),
+    }
+
+
+def paths() -> list[bytes]:
+    quoted = [urllib.parse.quote(k, safe="").encode() for k in KEYS]
+    odd = [
+        b"missing",
+        b"a/b",
+        b"a/b//",
+        b"a//b",
+        b"%2F",
+        b"%2F%2F",
+        b"a%2Fb",
+        b"a%252Fb",
+        b"%ff",
+        b"%c3%28",
+        b"%00",
+        b"%01key",
+        b"x" * 513,
+        b"%E2%80%8B",
+        b"..",
+        b"../k",
+        b"k/..",
+        b"%20sp%20",
+        b"k?",
+    ]
+    return [b"/api/kv/" + p for p in quoted + odd] + [b"/api/kv/", b"/api/kv", b"/api/kv//"]
+
+
+def header_sets(creds: dict[str, bytes]) -> list[list[tuple[bytes, bytes]]]:
+    good = creds["good"]
+    token = good.split(b" ", 1)[1]
+    return [
+        [],
+        [(b"authorization", good)],
+        [(b"authorization", good), (b"host", b"example.com:8080")],
+        [(b"authorization", good), (b"host", b"[::1]:80")],
+        [(b"authorization", good), (b"host", b"bad host")],
+        [(b"authorization", good), (b"host", b"h\xc3\xa9")],
+        [(b"authorization", good), (b"host", b"")],
+        [(b"authorization", b"bearer " + token)],
+        [(b"authorization", b"Bearer   " + token + b"  ")],
+        [(b"authorization", b"Basic " + token)],
+        [(b"authorization", b"Bearer ")],
+        [(b"authorization", b"")],
+        [(b"authorization", b""), (b"x-api-key", token)],
+        [(b"x-api-key", token)],
+        [(b"x-api-key", b"")],
+        [(b"x-api-key", b"ms_wrong")],
+        [(b"authorization", b"Bearer ms_wrong"), (b"x-api-key", token)],
+        [(b"authorization", good), (b"authorization", b"Bearer ms_wrong")],
+        [(b"authorization", b"Bearer ms_wrong"), (b"authorization", good)],
+        [(b"authorization", creds["other"])],
+        [(b"authorization", creds["revoked"])],
+        [(b"authorization", creds["gone"])],
+        [(b"authorization", b"Bearer \xff\xfe")],
+        [(b"authorization", good), (b"if-none-match", b'"1"')],
+        [(b"authorization", good), (b"if-none-match", b'W/"1"')],
+        [(b"authorization", good), (b"if-none-match", b"*")],
+        [(b"authorization", good), (b"if-none-match", b'"999"')],
+        [(b"authorization", good), (b"if-none-match", b"")],
+        [(b"authorization", good), (b"if-none-match", b"garbage")],
+        [(b"authorization", good), (b"if-none-match", b'"1"'), (b"if-none-match", b'"2"')],
+        [(b"authorization", good), (b"if-match", b'"1"')],
+        [(b"authorization", good), (b"if-match", b'"999"')],
+        [(b"authorization", good), (b"if-match", b'W/"1"')],
+        [(b"authorization", good), (b"if-match", b"*")],
+        [(b"authorization", good), (b"if-match", b"bad")],
+        [(b"authorization", good), (b"if-match", b'"1"'), (b"if-none-match", b'"1"')],
+        [(b"authorization", good), (b"x-request-id", b"client-id-1")],
+    ]
+
+
+QUERIES = [b"", b"x=1", b"%ff", b"ttl=1", b"a=%e2%82%ac"]
+
+
+async def test_every_request_is_answered_alike(database_url: str) -> None:
+    # A high failure bound first: every credential and path is compared before the bound.
+    pair = await make_pair(database_url, auth_failure_burst=10_000)
+    async with pair.api.client, pair.slow_api.client:
+        creds = await seed(pair.api)
+        for path in paths():
+            for headers in header_sets(creds):
+                for query in QUERIES if headers == [(b"authorization", creds["good"])] else [b""]:
+                    await pair.same(path, headers, query)
+        # The answers covered what they should: values, 304, 404, 400, 401, 412, the long way.
+        assert {200, 304, 400, 401, 404, 412} <= set(pair.seen), sorted(set(pair.seen))
+        ok = await pair.same(b"/api/kv/page", [(b"authorization", creds["good"])])
+        assert (b"content-disposition", b"attachment") in ok[1]
+        ttl = await pair.same(b"/api/kv/ttl", [(b"authorization", creds["good"])])
+        assert any(name == b"x-expires-at" for name, _ in ttl[1])
+        big = await pair.same(b"/api/kv/big", [(b"authorization", creds["good"])])
+        assert big[0] == 200 and len(big[2]) == 256 * 300
+        pair.assert_same_counts()
+
+
+async def test_the_bounds_are_reached_in_step(database_url: str) -> None:
+    """Wrong keys from one address reach the failure bound (429) on the same request in both
+    apps, and a workspace's rate limit runs out on the same request too."""
+    seeder, _ = await make_api(database_url)  # seeded apart: its writes charge no limit here
+    async with seeder.client:
+        creds = await seed(seeder)
+    pair = await make_pair(
+        database_url, auth_failure_burst=3, rate_limit_rps=0.001, rate_limit_burst=4
+    )
+    async with pair.api.client, pair.slow_api.client:
+        good = [(b"authorization", creds["other"])]
+        statuses = [(await pair.same(b"/api/kv/k", good))[0] for _ in range(6)]
+        assert statuses[:4] == [200] * 4 and statuses[-1] == 429, statuses
+        # (After this, the address's unverified keys are refused too: the good one is cached.)
+        statuses = []
+        for n in range(6):
+            wrong = [(b"authorization", b"Bearer ms_wrong%d" % n)]
+            statuses.append((await pair.same(b"/api/kv/k", wrong))[0])
+        assert statuses[:3] == [401, 401, 401] and statuses[-1] == 429, statuses
+        pair.assert_same_counts()
+
+
+# Every path of up to three of these pieces after /api/kv/: slashes Litestar merges or strips,
+# encodings of them, invalid and control bytes, dots.
+PIECES = ["k", "a", "/", "//", "%2F", "%ff", "%00", "%25", "%20", "..", ".", "%C3%BC", "~", "%"]
+
+
+async def test_every_short_path_is_answered_alike(sqlite_database_url: str) -> None:
+    pair = await make_pair(sqlite_database_url)
+    async with pair.api.client, pair.slow_api.client:
+        creds = await seed(pair.api)
+        await pair.api.client.put(
+            "/api/kv/a%2Fk", content=b"x", headers={"Authorization": creds["good"].decode()}
+        )
+        good = [(b"authorization", creds["good"])]
+        for n in range(4):
+            for pieces in itertools.product(PIECES, repeat=n):
+                await pair.same(b"/api/kv/" + "".join(pieces).encode(), good)
+        assert {200, 400, 404} <= set(pair.seen), sorted(set(pair.seen))
+        pair.assert_same_counts()

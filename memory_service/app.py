@@ -16,11 +16,13 @@ from . import __version__
 from .http.admin import AdminController
 from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
+from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
 from .http.kv import KvController
-from .http.kv_get import with_kv_get_fast_path
+from .http.kv_get import KvGetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
+from .http.memory_add import MemoryAddFastPath
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
 from .http.spec_served import openapi_servers, render_plugins
@@ -153,6 +155,7 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    handler = with_kv_get_fast_path(app.asgi_handler, app, services)
+    # The two hottest routes answered in front of Litestar's router (http/fast_path.py).
+    handler = with_fast_paths(app.asgi_handler, app, services, [KvGetFastPath, MemoryAddFastPath])
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

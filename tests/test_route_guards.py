@@ -28,8 +28,8 @@ from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 import memory_service.app as app_module
+from memory_service.http.fast_path import blockers, fast_paths_of, route_handler
 from memory_service.http.kv import KvController
-from memory_service.http.kv_get import KvGetFastPath, blockers, kv_get_handler
 from memory_service.http.memory import MemoryController
 from memory_service.http.stats import StatsController
 from memory_service.http.tools import ToolsController
@@ -173,17 +173,12 @@ async def test_an_app_guard_reaches_the_kv_fast_path(
 
 async def test_the_default_app_serves_kv_get_by_the_fast_path(sqlite_database_url: str) -> None:
     _, app = await make_api(sqlite_database_url)
-    assert blockers(app, kv_get_handler(app)) == []
-    assert installed(app)
+    for operation in FAST:
+        assert blockers(app, route_handler(app, operation)) == []
+    assert sorted(p.operation_id for p in fast_paths_of(app)) == sorted(FAST)
 
 
-def installed(app: Litestar) -> bool:
-    handler = app.asgi_handler
-    while handler is not None:
-        if isinstance(handler, KvGetFastPath):
-            return True
-        handler = getattr(handler, "app", None)
-    return False
+FAST = ("kvGet", "memoryAdd")
 
 
 RAN: list[str] = []
@@ -253,8 +248,8 @@ async def test_an_addition_the_fast_path_would_skip_turns_it_off(
         monkeypatch.setattr(app_module, "Litestar", functools.partial(Litestar, **{name: value}))
     RAN.clear()
     api, app = await make_api(sqlite_database_url)
-    assert not installed(app)
-    assert name in blockers(app, kv_get_handler(app))
+    assert "kvGet" not in [p.operation_id for p in fast_paths_of(app)]
+    assert name in blockers(app, route_handler(app, "kvGet"))
     async with api.client:
         key = await api.workspace("added")
         assert (await api.client.put("/api/kv/k", content=b"v", headers=key)).status_code == 201

@@ -119,6 +119,37 @@ async def read_memories(
     )
 
 
+async def add_answer(
+    services: Services, principal: Principal, data: MemoryAddBody, idempotency_key: str | None
+) -> MemoryAdded:
+    """memoryAdd's answer: the one implementation behind both `MemoryController.add` and the
+    fast path (http/memory_add.py)."""
+    if idempotency_key is not None and not idempotency_key.isascii():
+        # A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork.
+        raise BadRequest("Idempotency-Key must be ASCII (1-255 characters)", code="invalid_id")
+    memory, replayed = await services.memory.add(
+        principal.workspace_id,
+        conversation_id=data.conversation_id,
+        legacy_id=data.id,
+        block_id=data.block_id,
+        block_name=data.block_name,
+        role=data.role,
+        content=data.content,
+        messages=data.messages,
+        last_n=data.last_n,
+        keep_system=data.keep_system,
+        idempotency_key=idempotency_key,
+    )
+    if replayed:
+        message = "Already added with this Idempotency-Key; nothing appended"
+    else:
+        n = 1 if data.messages is None else len(data.messages)
+        message = f"Added {n} message{'' if n == 1 else 's'}"
+    return MemoryAdded(
+        success=True, memories=[memory_item(memory)], message=message, replayed=replayed
+    )
+
+
 class MemoryController(Controller):
     path = "/api/memory"
     tags = ["memory"]
@@ -150,30 +181,7 @@ class MemoryController(Controller):
             ),
         ] = None,
     ) -> MemoryAdded:
-        if idempotency_key is not None and not idempotency_key.isascii():
-            # A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork.
-            raise BadRequest("Idempotency-Key must be ASCII (1-255 characters)", code="invalid_id")
-        memory, replayed = await memory_of(request).add(
-            principal.workspace_id,
-            conversation_id=data.conversation_id,
-            legacy_id=data.id,
-            block_id=data.block_id,
-            block_name=data.block_name,
-            role=data.role,
-            content=data.content,
-            messages=data.messages,
-            last_n=data.last_n,
-            keep_system=data.keep_system,
-            idempotency_key=idempotency_key,
-        )
-        if replayed:
-            message = "Already added with this Idempotency-Key; nothing appended"
-        else:
-            n = 1 if data.messages is None else len(data.messages)
-            message = f"Added {n} message{'' if n == 1 else 's'}"
-        return MemoryAdded(
-            success=True, memories=[memory_item(memory)], message=message, replayed=replayed
-        )
+        return await add_answer(request.app.state.services, principal, data, idempotency_key)
 
     @get(
         "",

@@ -12,8 +12,11 @@ auth failures), the auth-failure bound and the rate limit, which both apps reach
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
+import json
+import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,20 +27,13 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
 import memory_service.app as app_module
-from memory_service.http.kv_get import KvGetFastPath, blockers, kv_get_handler
+from memory_service.http.fast_path import blockers, fast_paths_of, route_handler
+from memory_service.http.kv_get import KvGetFastPath
+from memory_service.http.memory_add import MemoryAddFastPath
 from tests.conftest import Api, make_api
 
 
 async def allow(_connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
-    return None
-
-
-def fast_path_of(app: Litestar) -> KvGetFastPath | None:
-    handler = app.asgi_handler
-    while handler is not None:
-        if isinstance(handler, KvGetFastPath):
-            return handler
-        handler = getattr(handler, "app", None)
     return None
 
 
@@ -48,7 +44,9 @@ def guarded_litestar() -> Iterator[None]:
         yield
 
 
-def scope_of(raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) -> dict:
+def scope_of(
+    raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]], method: str = "GET"
+) -> dict:
     """The scope uvicorn (httptools) makes of such a request line and headers."""
     path = raw_path.decode("ascii")
     if "%" in path:
@@ -60,7 +58,7 @@ def scope_of(raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) 
         "server": ("127.0.0.1", 8080),
         "client": ("127.0.0.1", 50000),
         "scheme": "http",
-        "method": "GET",
+        "method": method,
         "root_path": "",
         "path": path,
         "raw_path": raw_path,
@@ -70,11 +68,18 @@ def scope_of(raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) 
     }
 
 
-async def answer(app: Litestar, scope: dict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+async def answer(
+    app: Litestar, scope: dict, received: list[dict] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """What `app` answers; `received`: the messages its receive() gives (an empty body)."""
     sent: list[dict] = []
+    pending = list(received or [{"type": "http.request", "body": b"", "more_body": False}])
 
     async def receive() -> dict:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        if pending:
+            return pending.pop(0)
+        await asyncio.sleep(3600)  # as a server does: nothing more until the client sends
+        raise AssertionError("unreachable")
 
     async def send(message: dict) -> None:
         sent.append(message)
@@ -116,7 +121,7 @@ class Pair:
         self.seen.append(fast[0])
         return fast
 
-    def assert_same_counts(self) -> None:
+    def assert_same_counts(self, route: str = 'route="/api/kv/{key}"') -> None:
         """The compared requests counted the same: by route and status, refusals, failures."""
         assert self.counted is not None
         deltas = []
@@ -124,16 +129,17 @@ class Pair:
             after = counters(app)
             deltas.append({k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k)})
         assert deltas[0] == deltas[1]
-        assert any('route="/api/kv/{key}"' in name for name in deltas[0]), deltas[0]
+        assert any(route in name for name in deltas[0]), deltas[0]
 
 
 async def make_pair(database_url: str, **overrides: object) -> Pair:
     api, fast = await make_api(database_url, **overrides)
     with guarded_litestar():
         slow_api, slow = await make_api(database_url, **overrides)
-    assert fast_path_of(fast) is not None, blockers(fast, kv_get_handler(fast))
-    assert fast_path_of(slow) is None
-    assert blockers(slow, kv_get_handler(slow)) == ["guards"]
+    assert {type(p) for p in fast_paths_of(fast)} == {KvGetFastPath, MemoryAddFastPath}
+    assert fast_paths_of(slow) == []
+    for operation in ("kvGet", "memoryAdd"):
+        assert blockers(slow, route_handler(slow, operation)) == ["guards"]
     return Pair((api, fast), (slow_api, slow))
 
 
@@ -312,3 +318,162 @@ async def test_every_short_path_is_answered_alike(sqlite_database_url: str) -> N
                 await pair.same(b"/api/kv/" + "".join(pieces).encode(), good)
         assert {200, 400, 404} <= set(pair.seen), sorted(set(pair.seen))
         pair.assert_same_counts()
+
+
+# --- POST /api/memory ------------------------------------------------------------------------
+
+
+class AddPair:
+    """The fast app and the Litestar-only app over one database, each adding to a workspace of
+    its own (made alike), so that both see the same memories grow."""
+
+    def __init__(self, pair: Pair, keys: tuple[bytes, bytes]) -> None:
+        self.pair = pair
+        self.keys = keys
+
+    async def same(
+        self,
+        body: bytes | list[dict],
+        headers: list[tuple[bytes, bytes]],
+        length: bool = True,
+    ) -> tuple[int, list[tuple[bytes, bytes]], object]:
+        """`headers` may hold b"{key}", the app's own workspace key. `body`: the bytes, sent in
+        one message with their Content-Length, or the messages themselves."""
+        if self.pair.counted is None:
+            self.pair.counted = counters(self.pair.fast), counters(self.pair.slow)
+        answers = []
+        for app, key in zip((self.pair.fast, self.pair.slow), self.keys, strict=True):
+            sent = [(n, v.replace(b"{key}", key)) for n, v in headers]
+            if isinstance(body, bytes):
+                received = [{"type": "http.request", "body": body, "more_body": False}]
+                if length:
+                    sent.append((b"content-length", b"%d" % len(body)))
+            else:
+                received = body
+            scope = scope_of(b"/api/memory", b"", sent, method="POST")
+            status, got, raw = await answer(app, scope, received)
+            answers.append((status, got, comparable(raw)))
+        assert answers[0] == answers[1], (body, headers)
+        self.pair.seen.append(answers[0][0])
+        return answers[0]
+
+
+def comparable(raw: bytes) -> object:
+    """The answer's JSON with what differs by nature between two adds made apart (the instant,
+    a cursor's random nonce) replaced by what it is."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    for memory in body.get("memories", []) if isinstance(body, dict) else []:
+        for name in ("createdAt", "updatedAt"):
+            memory[name] = "<time>" if TIME.fullmatch(memory[name]) else memory[name]
+        if memory.get("dataCursor"):
+            memory["dataCursor"] = f"<cursor of {len(memory['dataCursor'])}>"
+    return body
+
+
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def add(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+ADD_BODIES = [
+    add(conversationId="c1", role="user", content="hello"),
+    add(conversationId="c1", role="assistant", content="hi there", lastN=5),
+    add(conversationId="c1", blockId="b", blockName="notes", role="user", content="x"),
+    add(id="c2", role="user", content="legacy id"),
+    add(id="c2", conversationId="c3", role="user", content="ids disagree"),
+    add(conversationId="c1", messages=[{"role": "system", "content": "s"}] * 3, keepSystem=True),
+    add(conversationId="c1", messages=[]),
+    add(conversationId="c1", role="user", content="both", messages=[{"role": "u", "content": "m"}]),
+    add(conversationId="c1", role="user", content="lenient lastN", lastN="3"),
+    add(conversationId="c1", role="user", content="float lastN", lastN=2.0),
+    add(conversationId="c1", role="user", content="negative", lastN=-1),
+    add(conversationId="c1", role="user", content="huge", lastN=10**30),
+    add(conversationId="c1", role="user", content="unknown field", extra=1),
+    add(conversationId="c1", role="user"),
+    add(conversationId="c1", role="user", content=5),
+    add(conversationId="c1", messages=[{"role": "user"}]),
+    add(conversationId="", role="user", content="empty id"),
+    add(conversationId="\u0001", role="user", content="control"),
+    add(conversationId="c" * 300, role="user", content="long id"),
+    add(role="user", content="no id"),
+    add(conversationId="c4", role="user", content="ü🔑\u0000"),
+    b'{"conversationId": "c1", "role": "user", "content": "dup", "content": "last"}',
+    b'{"conversationId": "c1", "role": "user", "content": "\\ud800 lone"}',
+    b'{"conversationId": "c1", "role": "user", "content": "\xff\xfe"}',
+    b"",
+    b"null",
+    b"[]",
+    b"{",
+    b"not json",
+    b"[" * 5000 + b"]" * 5000,
+    add(conversationId="c1", role="user", content="x" * 100_000),
+]
+
+
+async def test_every_add_is_answered_alike(database_url: str) -> None:
+    pair = await make_pair(database_url, auth_failure_burst=10_000)
+    async with pair.api.client, pair.slow_api.client:
+        keys = []
+        for name in ("add-fast", "add-slow"):
+            keys.append((await pair.api.workspace(name, quota=150_000))["Authorization"].encode())
+        adds = AddPair(pair, (keys[0], keys[1]))
+        key = (b"authorization", b"{key}")
+        good = [key, (b"content-type", b"application/json")]
+        for body in ADD_BODIES:
+            await adds.same(body, good)
+        one = ADD_BODIES[0]
+        for headers in [
+            [],
+            [(b"authorization", b"Bearer ms_wrong")],
+            [(b"x-api-key", b"ms_wrong")],
+            [key, (b"content-type", b"text/plain")],
+            [key, (b"host", b"bad host")],
+            [key, (b"idempotency-key", b"k1")],
+            [key, (b"idempotency-key", b"k1")],  # a replay
+            [
+                (b"authorization", b"{key}"),
+                (b"idempotency-key", b"k1"),
+                (b"idempotency-key", b"k2"),
+            ],
+            [
+                (b"authorization", b"{key}"),
+                (b"idempotency-key", b"k2"),
+                (b"idempotency-key", b"k1"),
+            ],
+            [key, (b"idempotency-key", b"")],
+            [key, (b"idempotency-key", b"caf\xe9")],
+            [key, (b"idempotency-key", b"k" * 256)],
+            [key, (b"content-length", b"999999999")],
+            [key, (b"content-length", b"abc")],
+            [key, (b"transfer-encoding", b"chunked")],
+        ]:
+            await adds.same(one, headers)
+        # The same key with another body: 409.
+        await adds.same(ADD_BODIES[1], [key, (b"idempotency-key", b"k1")])
+        # No Content-Length (chunked), a body in pieces, a client that leaves mid-body.
+        await adds.same(one, [key], length=False)
+        pieces = [
+            {"type": "http.request", "body": one[:10], "more_body": True},
+            {"type": "http.request", "body": one[10:], "more_body": False},
+        ]
+        await adds.same(pieces, [key, (b"content-length", b"%d" % len(one))])
+        left = [
+            {"type": "http.request", "body": one[:10], "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        await adds.same(left, [key, (b"content-length", b"%d" % len(one))])
+        assert {200, 400, 401, 409, 413} <= set(pair.seen), sorted(set(pair.seen))
+        pair.assert_same_counts(route='route="/api/memory"')
+        # Both workspaces hold the same memories now.
+        reads = []
+        for key in keys:
+            r = await pair.api.client.get(
+                "/api/memory/all", headers={"Authorization": key.decode()}
+            )
+            reads.append(comparable(r.content))
+        assert reads[0] == reads[1]

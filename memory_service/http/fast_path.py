@@ -1,0 +1,136 @@
+"""Routes answered straight from the ASGI scope, in front of Litestar: the two hottest requests.
+
+Through Litestar's router, request object, dependency and parameter parsing, handler call and
+response object, a KV get cost about twice what its read and checks cost, and a memory add a
+third more than its own work (bench/README.md, "Where a request's time goes"). A fast path skips
+that machinery, not the checks: it answers with the same function as the route's handler and
+renders refusals with the route's own exception handlers, through Litestar's own rendering.
+tests/test_fast_paths.py sends the same requests, odd ones included, to an app with the fast
+paths and one without and compares whole answers and what they leave behind.
+
+A fast path takes only requests it is sure Litestar would route to its handler unchanged; any
+other goes the long way. And it is installed only while its route has nothing that it would skip
+(`blockers`): a guard, middleware, a hook, response headers, cookies, caching, another
+dependency or exception handler added to the route, its controller or the app turns it off, so
+that the addition applies, and tests/test_route_guards.py says so.
+"""
+
+from __future__ import annotations
+
+import re
+
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
+
+from ..services.container import Services
+from .errors import EXCEPTION_HANDLERS
+
+# Host values Litestar accepts, narrowed to the usual ones (names, IPv4, [IPv6], a port). A
+# request with any other Host goes to Litestar, which accepts it or answers 400 itself.
+_PLAIN_HOST = re.compile(rb"[0-9A-Za-z.\-:\[\]]*")
+
+
+def route_handler(app: Litestar, operation_id: str) -> HTTPRouteHandler:
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if isinstance(handler, HTTPRouteHandler) and handler.operation_id == operation_id:
+                return handler
+    raise LookupError(f"no {operation_id} route")
+
+
+def blockers(app: Litestar, handler: HTTPRouteHandler) -> list[str]:
+    """What the route does that a fast path would skip (empty: nothing)."""
+    checks = {
+        "guards": handler.resolve_guards(),
+        "middleware": handler.resolve_middleware(),
+        "before_request": handler.resolve_before_request(),
+        "after_request": [layer for layer in handler.ownership_layers if layer.after_request],
+        "after_response": handler.resolve_after_response(),
+        "response_headers": handler.resolve_response_headers(),
+        "response_cookies": handler.resolve_response_cookies(),
+        "after_exception": app.after_exception,
+        "cache": handler.cache,
+        "background": handler.background,
+    }
+    found = [name for name, value in checks.items() if value]
+    if set(handler.resolve_dependencies()) != {"principal"}:
+        found.append("dependencies")  # the fast paths resolve the principal, nothing else
+    if handler.resolve_exception_handlers() != EXCEPTION_HANDLERS:
+        found.append("exception_handlers")
+    if app.debug:
+        found.append("debug")  # Litestar's debug answers for 500s
+    return found
+
+
+def plain_route(scope: HTTPScope, method: str, prefix: str, exact: bool) -> bool:
+    """A request that Litestar routes by this method and path as they are: `prefix` followed by
+    more (a path parameter) or, `exact`, nothing."""
+    if scope["method"] != method or scope.get("root_path"):
+        return False
+    path = scope["path"]
+    if exact:
+        if path != prefix:
+            return False
+    # Litestar strips trailing slashes and merges repeated ones before routing.
+    elif not path.startswith(prefix) or path.endswith("/") or "//" in path:
+        return False
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return _PLAIN_HOST.fullmatch(value) is not None
+    return True
+
+
+class FastPath:
+    """In front of `app`: requests `takes` accepts are answered by `answer`, others by `app`."""
+
+    operation_id: str
+
+    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.handler = route_handler(litestar, self.operation_id)
+        self.exception_handlers = self.handler.resolve_exception_handlers()
+        self.errors = ExceptionHandlerMiddleware(app, None)  # None: debug read from the app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and self.takes(scope):
+            await self.answer(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def takes(self, scope: HTTPScope) -> bool:
+        raise NotImplementedError
+
+    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+    async def refuse(self, scope: HTTPScope, receive: Receive, send: Send, exc: Exception) -> None:
+        """Answer `exc` as the route would: its exception handlers, Litestar's rendering."""
+        scope["route_handler"] = self.handler
+        ScopeState.from_scope(scope).exception_handlers = self.exception_handlers
+        await self.errors.handle_request_exception(scope["litestar_app"], scope, receive, send, exc)
+
+
+def with_fast_paths(
+    app: ASGIApp, litestar: Litestar, services: Services, paths: list[type[FastPath]]
+) -> ASGIApp:
+    """`app` behind each of `paths` whose route has nothing that it would skip."""
+    for path in paths:
+        if not blockers(litestar, route_handler(litestar, path.operation_id)):
+            app = path(app, litestar, services)
+    return app
+
+
+def fast_paths_of(app: Litestar) -> list[FastPath]:
+    """The fast paths installed in front of `app`'s handler."""
+    found = []
+    handler: object = app.asgi_handler
+    while handler is not None:
+        if isinstance(handler, FastPath):
+            found.append(handler)
+        handler = getattr(handler, "app", None)
+    return found

@@ -1,0 +1,99 @@
+"""`POST /api/memory` answered from the ASGI scope (see http/fast_path.py): the same `add_answer`
+as `MemoryController.add`.
+
+Litestar reads the body, decodes the JSON, resolves the principal, then converts the JSON to
+`MemoryAddBody` (leniently: `"lastN": "5"` passes) and answers what fails with its own words.
+This path decodes the body straight into `MemoryAddBody`, strictly; a body that is not plainly
+valid (malformed, lenient, too large, unannounced, cut short) is handed to Litestar untouched,
+before anything else is done, so that every refusal of a body stays Litestar's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from litestar import Litestar
+from litestar.serialization import encode_json
+from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Send
+
+from ..services.container import Services
+from .auth import credential, principal_of
+from .fast_path import FastPath, plain_route
+from .memory import add_answer
+from .memory_schemas import MemoryAddBody
+
+PATH = "/api/memory"
+# Bodies above this go to Litestar (an add of a few messages is far smaller).
+MAX_FAST_BODY = 256 * 1024
+_READ = frozenset(
+    (b"authorization", b"x-api-key", b"idempotency-key", b"content-length", b"transfer-encoding")
+)
+
+
+def replay(
+    messages: list[ReceiveMessage], receive: Receive
+) -> Callable[[], Awaitable[ReceiveMessage]]:
+    """`receive` as if `messages` had not been taken from it yet."""
+    pending = list(messages)
+
+    async def again() -> ReceiveMessage:
+        return pending.pop(0) if pending else await receive()
+
+    return again
+
+
+class MemoryAddFastPath(FastPath):
+    operation_id = "memoryAdd"
+
+    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
+        super().__init__(app, litestar, services)
+        self.path_template = litestar.asgi_router.handle_routing(path=PATH, method="POST")[4]
+        self.decoder = msgspec.json.Decoder(MemoryAddBody)
+
+    def takes(self, scope: HTTPScope) -> bool:
+        return plain_route(scope, "POST", PATH, exact=True)
+
+    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        wanted: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in _READ and name not in wanted:  # the first of each, as Litestar's
+                wanted[name] = value
+        length = wanted.get(b"content-length", b"")
+        if not length.isdigit() or int(length) > MAX_FAST_BODY or b"transfer-encoding" in wanted:
+            await self.app(scope, receive, send)
+            return
+        taken: list[ReceiveMessage] = []
+        chunks = []
+        while True:
+            message = await receive()
+            taken.append(message)
+            if message["type"] != "http.request":  # the client left: Litestar says what then
+                await self.app(scope, replay(taken, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        try:
+            data = self.decoder.decode(b"".join(chunks))
+        except Exception:  # any doubt about the body: Litestar's reading and words
+            await self.app(scope, replay(taken, receive), send)
+            return
+        scope["path_template"] = self.path_template
+        headers = {name: value.decode("latin-1") for name, value in wanted.items()}
+        try:
+            principal = await principal_of(
+                self.services,
+                scope,
+                credential(headers.get(b"authorization"), headers.get(b"x-api-key")),
+            )
+            added = await add_answer(
+                self.services, principal, data, headers.get(b"idempotency-key")
+            )
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return
+        body = encode_json(added)
+        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -23,6 +23,7 @@ from .http.kv_get import KvGetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.memory_add import MemoryAddFastPath
+from .http.memory_get import MemoryGetFastPath
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
 from .http.spec_served import openapi_servers, render_plugins
@@ -155,7 +156,8 @@ def create_app(
     document_errors(app)  # every operation's error answers, in openapi.yaml
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
-    # The two hottest routes answered in front of Litestar's router (http/fast_path.py).
-    handler = with_fast_paths(app.asgi_handler, app, services, [KvGetFastPath, MemoryAddFastPath])
+    # The hottest routes answered in front of Litestar's router (http/fast_path.py).
+    fast = [KvGetFastPath, MemoryAddFastPath, MemoryGetFastPath]
+    handler = with_fast_paths(app.asgi_handler, app, services, fast)
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

@@ -158,6 +158,27 @@ async def test_a_guard_on_the_kv_controller_reaches_every_kv_route(
     await assert_unchanged(sqlite_database_url, key)
 
 
+async def test_a_guard_on_the_memory_controller_reaches_its_fast_routes(
+    sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = await with_stored_value(sqlite_database_url)
+    monkeypatch.setattr(MemoryController, "guards", [deny])
+    api, app = await make_api(sqlite_database_url)
+    assert [p.operation_id for p in fast_paths_of(app)] == ["kvGet"]
+    async with api.client:
+        r = await api.client.post(
+            "/api/memory", json={"conversationId": "c", "role": "user", "content": "x"}, headers=key
+        )
+        assert (r.status_code, r.json()["error"]) == (403, DENIED)
+        r = await api.client.get("/api/memory?conversationId=c&lastN=20", headers=key)
+        assert (r.status_code, r.json()["error"]) == (403, DENIED)
+    monkeypatch.undo()
+    api, _ = await make_api(sqlite_database_url)
+    async with api.client:  # the refused add stored nothing
+        r = await api.client.get("/api/memory?conversationId=c", headers=key)
+        assert (r.status_code, r.json()["memories"]) == (200, [])
+
+
 async def test_an_app_guard_reaches_the_kv_fast_path(
     sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,7 +199,7 @@ async def test_the_default_app_serves_kv_get_by_the_fast_path(sqlite_database_ur
     assert sorted(p.operation_id for p in fast_paths_of(app)) == sorted(FAST)
 
 
-FAST = ("kvGet", "memoryAdd")
+FAST = ("kvGet", "memoryAdd", "memoryGet")
 
 
 RAN: list[str] = []

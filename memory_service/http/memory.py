@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
@@ -94,7 +95,7 @@ def block_from_path(request: Request) -> str:
 
 
 async def read_memories(
-    request: Request,
+    services: Services,
     principal: Principal,
     flt: Filter | None,
     limit: int | None,
@@ -103,7 +104,7 @@ async def read_memories(
     keep_system: bool,
 ) -> MemoryList:
     """get (with a filter) and getAll (without): the same read, the same answer."""
-    memories, next_cursor = await memory_of(request).get(
+    memories, next_cursor = await services.memory.get(
         principal.workspace_id,
         flt,
         limit=limit,
@@ -117,6 +118,27 @@ async def read_memories(
         message=found(len(memories)),
         next_cursor=next_cursor,
     )
+
+
+@dataclass(slots=True)
+class MemoryQuery:
+    """memoryGet's query parameters."""
+
+    conversation_id: str | None = None
+    legacy_id: str | None = None
+    block_id: str | None = None
+    block_name: str | None = None
+    limit: int | None = None
+    cursor: str | None = None
+    last_n: int | None = None
+    keep_system: bool = False
+
+
+async def get_answer(services: Services, principal: Principal, q: MemoryQuery) -> MemoryList:
+    """memoryGet's answer: the one implementation behind both `MemoryController.get_memories`
+    and the fast path (http/memory_get.py)."""
+    flt = services.memory.filter(q.conversation_id, q.legacy_id, q.block_id, q.block_name)
+    return await read_memories(services, principal, flt, q.limit, q.cursor, q.last_n, q.keep_system)
 
 
 async def add_answer(
@@ -204,8 +226,13 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        flt = memory_of(request).filter(conversation_id, legacy_id, block_id, block_name)
-        return await read_memories(request, principal, flt, limit, cursor, last_n, keep_system)
+        return await get_answer(
+            request.app.state.services,
+            principal,
+            MemoryQuery(
+                conversation_id, legacy_id, block_id, block_name, limit, cursor, last_n, keep_system
+            ),
+        )
 
     @get(
         "/all",
@@ -221,7 +248,8 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        return await read_memories(request, principal, None, limit, cursor, last_n, keep_system)
+        services = request.app.state.services
+        return await read_memories(services, principal, None, limit, cursor, last_n, keep_system)
 
     @delete(
         "",

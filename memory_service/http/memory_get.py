@@ -1,0 +1,91 @@
+"""`GET /api/memory` answered from the ASGI scope (see http/fast_path.py): the same `get_answer`
+as `MemoryController.get_memories`.
+
+The query string is parsed by Litestar's own parser. Litestar then converts each parameter
+leniently (`lastN=007`, `keepSystem=yes`) and answers a bad one with its own words, after the
+credential is checked. This path takes only queries it is sure of: known names, each once,
+numbers as plain digits, booleans as `true` or `false`; any other query goes to Litestar, before
+anything else is done.
+"""
+
+from __future__ import annotations
+
+import re
+
+from litestar import Litestar
+from litestar._parsers import parse_query_string
+from litestar.serialization import encode_json
+from litestar.types import ASGIApp, HTTPScope, Receive, Send
+
+from ..services.container import Services
+from .auth import credential, principal_of
+from .fast_path import FastPath, plain_route
+from .memory import MemoryQuery, get_answer
+
+PATH = "/api/memory"
+_TEXT = {
+    "conversationId": "conversation_id",
+    "id": "legacy_id",
+    "blockId": "block_id",
+    "blockName": "block_name",
+    "cursor": "cursor",
+}
+_NUMBER = {"limit": "limit", "lastN": "last_n"}
+_PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")
+_BOOLEAN = {"true": True, "false": False}
+_READ = frozenset((b"authorization", b"x-api-key"))
+
+
+def plain_query(query: bytes) -> MemoryQuery | None:
+    """The query's parameters when every one is plainly valid, else None."""
+    q = MemoryQuery()
+    seen = set()
+    for name, value in parse_query_string(query):
+        if name in seen:
+            return None
+        seen.add(name)
+        if name in _TEXT:
+            setattr(q, _TEXT[name], value)
+        elif name in _NUMBER and _PLAIN_NUMBER.fullmatch(value):
+            setattr(q, _NUMBER[name], int(value))
+        elif name == "keepSystem" and value in _BOOLEAN:
+            q.keep_system = _BOOLEAN[value]
+        else:
+            return None
+    return q
+
+
+class MemoryGetFastPath(FastPath):
+    operation_id = "memoryGet"
+
+    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
+        super().__init__(app, litestar, services)
+        self.path_template = litestar.asgi_router.handle_routing(path=PATH, method="GET")[4]
+
+    def takes(self, scope: HTTPScope) -> bool:
+        return plain_route(scope, "GET", PATH, exact=True)
+
+    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        query = plain_query(scope["query_string"])
+        if query is None:
+            await self.app(scope, receive, send)
+            return
+        scope["path_template"] = self.path_template
+        wanted: dict[bytes, str] = {}
+        for name, value in scope["headers"]:
+            if name in _READ and name not in wanted:  # the first of each, as Litestar's
+                wanted[name] = value.decode("latin-1")
+        try:
+            principal = await principal_of(
+                self.services,
+                scope,
+                credential(wanted.get(b"authorization"), wanted.get(b"x-api-key")),
+            )
+            found = await get_answer(self.services, principal, query)
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return
+        body = encode_json(found)
+        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -86,10 +86,38 @@ def plain_route(scope: HTTPScope, method: str, prefix: str, exact: bool) -> bool
     return True
 
 
+def first_headers(scope: HTTPScope, names: frozenset[bytes]) -> dict[bytes, bytes]:
+    """The first value of each of these headers (Litestar's `headers.get` answers the first)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in names and name not in found:
+            found[name] = value
+    return found
+
+
+async def send_answer(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_json(send: Send, body: bytes) -> None:
+    """A 200 with a JSON body, as Litestar answers a handler's returned struct."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send_answer(send, 200, headers, body)
+
+
 class FastPath:
-    """In front of `app`: requests `takes` accepts are answered by `answer`, others by `app`."""
+    """In front of `app`: the requests its route takes are answered by `answer`, others by `app`.
+
+    A subclass names its route (`operation_id`), `method` and `path`: the path itself (`exact`)
+    or a prefix that a path parameter follows."""
 
     operation_id: str
+    method: str
+    path: str
+    exact: bool = True
 
     def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
         self.app = app
@@ -97,15 +125,18 @@ class FastPath:
         self.handler = route_handler(litestar, self.operation_id)
         self.exception_handlers = self.handler.resolve_exception_handlers()
         self.errors = ExceptionHandlerMiddleware(app, None)  # None: debug read from the app
+        # The route label Litestar gives these requests (metrics, access log).
+        sample = self.path if self.exact else self.path + "k"
+        self.path_template = litestar.asgi_router.handle_routing(sample, self.method)[4]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and self.takes(scope):
+        if scope["type"] == ScopeType.HTTP and plain_route(
+            scope, self.method, self.path, self.exact
+        ):
+            scope["path_template"] = self.path_template
             await self.answer(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    def takes(self, scope: HTTPScope) -> bool:
-        raise NotImplementedError
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         raise NotImplementedError

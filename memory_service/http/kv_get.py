@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
-from litestar.types import ASGIApp, HTTPScope, Receive, Send
+from litestar.types import HTTPScope, Receive, Send
 
-from ..services.container import Services
 from .auth import credential
-from .fast_path import FastPath, plain_route
+from .fast_path import FastPath, first_headers, send_answer
 from .kv import PREFIX, read_answer
 
 _READ = frozenset((b"authorization", b"x-api-key", b"if-match", b"if-none-match"))
@@ -16,22 +14,12 @@ _READ = frozenset((b"authorization", b"x-api-key", b"if-match", b"if-none-match"
 
 class KvGetFastPath(FastPath):
     operation_id = "kvGet"
-
-    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
-        super().__init__(app, litestar, services)
-        # The route label Litestar gives these requests (metrics, access log).
-        self.path_template = litestar.asgi_router.handle_routing(path=PREFIX + "k", method="GET")[4]
-
-    def takes(self, scope: HTTPScope) -> bool:
-        return plain_route(scope, "GET", PREFIX, exact=False)
+    method = "GET"
+    path = PREFIX
+    exact = False  # a key follows
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        scope["path_template"] = self.path_template
-        wanted: dict[bytes, str] = {}
-        for name, value in scope["headers"]:
-            # The first of each, as Litestar's headers.get answers.
-            if name in _READ and name not in wanted:
-                wanted[name] = value.decode("latin-1")
+        wanted = {name: v.decode("latin-1") for name, v in first_headers(scope, _READ).items()}
         try:
             status, headers, body = await read_answer(
                 self.services,
@@ -46,5 +34,4 @@ class KvGetFastPath(FastPath):
         raw = [(name.lower().encode("latin-1"), v.encode("latin-1")) for name, v in headers.items()]
         if status != 304:
             raw.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_answer(send, status, raw, body)

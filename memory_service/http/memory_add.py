@@ -19,7 +19,7 @@ from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Send
 
 from ..services.container import Services
 from .auth import credential, principal_of
-from .fast_path import FastPath, plain_route
+from .fast_path import FastPath, first_headers, send_json
 from .memory import add_answer
 from .memory_schemas import MemoryAddBody
 
@@ -45,20 +45,15 @@ def replay(
 
 class MemoryAddFastPath(FastPath):
     operation_id = "memoryAdd"
+    method = "POST"
+    path = PATH
 
     def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
         super().__init__(app, litestar, services)
-        self.path_template = litestar.asgi_router.handle_routing(path=PATH, method="POST")[4]
         self.decoder = msgspec.json.Decoder(MemoryAddBody)
 
-    def takes(self, scope: HTTPScope) -> bool:
-        return plain_route(scope, "POST", PATH, exact=True)
-
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        wanted: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in _READ and name not in wanted:  # the first of each, as Litestar's
-                wanted[name] = value
+        wanted = first_headers(scope, _READ)
         length = wanted.get(b"content-length", b"")
         if not length.isdigit() or int(length) > MAX_FAST_BODY or b"transfer-encoding" in wanted:
             await self.app(scope, receive, send)
@@ -79,7 +74,6 @@ class MemoryAddFastPath(FastPath):
         except Exception:  # any doubt about the body: Litestar's reading and words
             await self.app(scope, replay(taken, receive), send)
             return
-        scope["path_template"] = self.path_template
         headers = {name: value.decode("latin-1") for name, value in wanted.items()}
         try:
             principal = await principal_of(
@@ -93,7 +87,4 @@ class MemoryAddFastPath(FastPath):
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)
             return
-        body = encode_json(added)
-        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_json(send, encode_json(added))

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import re
 
-from litestar import Litestar
 from litestar._parsers import parse_query_string
 from litestar.serialization import encode_json
-from litestar.types import ASGIApp, HTTPScope, Receive, Send
+from litestar.types import HTTPScope, Receive, Send
 
-from ..services.container import Services
 from .auth import credential, principal_of
-from .fast_path import FastPath, plain_route
+from .fast_path import FastPath, first_headers, send_json
 from .memory import MemoryQuery, get_answer
 
 PATH = "/api/memory"
@@ -57,24 +55,15 @@ def plain_query(query: bytes) -> MemoryQuery | None:
 
 class MemoryGetFastPath(FastPath):
     operation_id = "memoryGet"
-
-    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
-        super().__init__(app, litestar, services)
-        self.path_template = litestar.asgi_router.handle_routing(path=PATH, method="GET")[4]
-
-    def takes(self, scope: HTTPScope) -> bool:
-        return plain_route(scope, "GET", PATH, exact=True)
+    method = "GET"
+    path = PATH
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         query = plain_query(scope["query_string"])
         if query is None:
             await self.app(scope, receive, send)
             return
-        scope["path_template"] = self.path_template
-        wanted: dict[bytes, str] = {}
-        for name, value in scope["headers"]:
-            if name in _READ and name not in wanted:  # the first of each, as Litestar's
-                wanted[name] = value.decode("latin-1")
+        wanted = {name: v.decode("latin-1") for name, v in first_headers(scope, _READ).items()}
         try:
             principal = await principal_of(
                 self.services,
@@ -85,7 +74,4 @@ class MemoryGetFastPath(FastPath):
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)
             return
-        body = encode_json(found)
-        raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send_json(send, encode_json(found))

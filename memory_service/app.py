@@ -20,6 +20,7 @@ from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
 from .http.kv import KvController
 from .http.kv_get import KvGetFastPath
+from .http.kv_set import KvSetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.memory_add import MemoryAddFastPath
@@ -157,7 +158,7 @@ def create_app(
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
     # The hottest routes answered in front of Litestar's router (http/fast_path.py).
-    fast = [KvGetFastPath, MemoryAddFastPath, MemoryGetFastPath]
+    fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath]
     handler = with_fast_paths(app.asgi_handler, app, services, fast)
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

@@ -29,6 +29,7 @@ from litestar.handlers import BaseRouteHandler
 import memory_service.app as app_module
 from memory_service.http.fast_path import blockers, fast_paths_of, route_handler
 from memory_service.http.kv_get import KvGetFastPath
+from memory_service.http.kv_set import KvSetFastPath
 from memory_service.http.memory_add import MemoryAddFastPath
 from memory_service.http.memory_get import MemoryGetFastPath
 from tests.conftest import Api, make_api
@@ -145,11 +146,12 @@ async def make_pair(database_url: str, **overrides: object) -> Pair:
         slow_api, slow = await make_api(database_url, **overrides)
     assert {type(p) for p in fast_paths_of(fast)} == {
         KvGetFastPath,
+        KvSetFastPath,
         MemoryAddFastPath,
         MemoryGetFastPath,
     }
     assert fast_paths_of(slow) == []
-    for operation in ("kvGet", "memoryAdd", "memoryGet"):
+    for operation in ("kvGet", "kvSet", "memoryAdd", "memoryGet"):
         assert blockers(slow, route_handler(slow, operation)) == ["guards"]
     return Pair((api, fast), (slow_api, slow))
 
@@ -347,6 +349,9 @@ class AddPair:
         body: bytes | list[dict],
         headers: list[tuple[bytes, bytes]],
         length: bool = True,
+        method: str = "POST",
+        raw_path: bytes = b"/api/memory",
+        query: bytes = b"",
     ) -> tuple[int, list[tuple[bytes, bytes]], object]:
         """`headers` may hold b"{key}", the app's own workspace key. `body`: the bytes, sent in
         one message with their Content-Length, or the messages themselves."""
@@ -361,10 +366,10 @@ class AddPair:
                     sent.append((b"content-length", b"%d" % len(body)))
             else:
                 received = body
-            scope = scope_of(b"/api/memory", b"", sent, method="POST")
+            scope = scope_of(raw_path, query, sent, method=method)
             status, got, raw = await answer(app, scope, received)
             answers.append((status, got, comparable(raw)))
-        assert answers[0] == answers[1], (body, headers)
+        assert answers[0] == answers[1], (method, raw_path, query, body[:100], headers)
         self.pair.seen.append(answers[0][0])
         return answers[0]
 
@@ -376,6 +381,8 @@ def comparable(raw: bytes) -> object:
         body = json.loads(raw)
     except ValueError:
         return raw
+    if isinstance(body, dict) and isinstance(body.get("expiresAt"), str):
+        body["expiresAt"] = "<time>" if TIME.fullmatch(body["expiresAt"]) else body["expiresAt"]
     if isinstance(body, dict) and body.get("nextCursor"):
         body["nextCursor"] = f"<cursor of {len(body['nextCursor'])}>"
     for memory in body.get("memories", []) if isinstance(body, dict) else []:
@@ -592,3 +599,92 @@ async def test_every_memory_get_is_answered_alike(database_url: str) -> None:
             await pair.same(path, [(b"authorization", token)], b"lastN=2", get=True)
         assert {200, 400, 401} <= set(pair.seen), sorted(set(pair.seen))
         pair.assert_same_counts(route='route="/api/memory"')
+
+
+# --- PUT /api/kv/{key} ------------------------------------------------------------------------
+
+SET_PATHS = [b"k", b"%C3%BC%2F%F0%9F%94%91", b"a%2Fb", b"%ff", b"%01", b"k/", b"a//b", b"x" * 513]
+SET_QUERIES = [
+    b"",
+    b"ttl=10",
+    b"ttl=0",
+    b"ttl=1.5",
+    b"ttl=0.0001",
+    b"ttl=-1",
+    b"ttl=abc",
+    b"ttl=1e3",
+    b"ttl=",
+    b"ttl=10&ttl=20",
+    b"ttl=999999999999",
+    b"contentType=text/plain",
+    b"contentType=",
+    b"contentType=bad%20type",
+    b"contentType=text/html&ttl=5",
+    b"unknown=1",
+]
+
+
+async def test_every_kv_set_is_answered_alike(database_url: str) -> None:
+    # A small value limit: the service's 413 (within Litestar's body limit) and Litestar's own.
+    pair = await make_pair(database_url, auth_failure_burst=10_000, max_value_bytes=100_000)
+    async with pair.api.client, pair.slow_api.client:
+        keys = []
+        for name in ("set-fast", "set-slow"):
+            keys.append((await pair.api.workspace(name, quota=400_000))["Authorization"].encode())
+        sets = AddPair(pair, (keys[0], keys[1]))
+        key = (b"authorization", b"{key}")
+
+        async def put(path: bytes, body: bytes, headers: list, query: bytes = b"", **kw: object):
+            return await sets.same(
+                body, headers, method="PUT", raw_path=b"/api/kv/" + path, query=query, **kw
+            )
+
+        for path in SET_PATHS:
+            await put(path, b"v", [key])
+        for query in SET_QUERIES:
+            await put(b"q", b"value", [key, (b"content-type", b"text/plain")], query)
+        for body in [b"", b"\x00\xff", bytes(1000), bytes(100_000), bytes(100_001), bytes(170_000)]:
+            await put(b"sized", body, [key])
+        for headers in [
+            [],
+            [(b"authorization", b"Bearer ms_wrong")],
+            [(b"x-api-key", b"ms_wrong")],
+            [key, (b"content-type", b"text/html")],
+            [key, (b"content-type", b"text/plain; charset=utf-8")],
+            [key, (b"content-type", b"bad type")],
+            [key, (b"content-type", b"")],
+            [key, (b"content-type", b"a/b"), (b"content-type", b"c/d")],
+            [key, (b"if-match", b'"1"')],
+            [key, (b"if-match", b'"999"')],
+            [key, (b"if-match", b"*")],
+            [key, (b"if-none-match", b"*")],
+            [key, (b"if-none-match", b'"999"')],
+            [key, (b"if-none-match", b"bad")],
+            [key, (b"if-match", b'"2"'), (b"if-match", b'"999"')],
+            [key, (b"host", b"bad host")],
+            [key, (b"expect", b"100-continue")],
+            [key, (b"transfer-encoding", b"chunked")],
+            [key, (b"content-length", b"abc")],
+        ]:
+            await put(b"cond", b"data", headers)
+        await put(b"cond", b"data", [key], length=False)
+        pieces = [
+            {"type": "http.request", "body": b"da", "more_body": True},
+            {"type": "http.request", "body": b"ta", "more_body": False},
+        ]
+        await put(b"cond", pieces, [key, (b"content-length", b"4")])
+        left = [
+            {"type": "http.request", "body": b"da", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        await put(b"cond", left, [key, (b"content-length", b"4")])
+        assert {200, 201, 400, 401, 412, 413} <= set(pair.seen), sorted(set(pair.seen))
+        pair.assert_same_counts(route='route="/api/kv/{key}"')
+        # Both workspaces hold the same entries now.
+        lists = []
+        for k in keys:
+            r = await pair.api.client.get(
+                "/api/kv?limit=1000", headers={"Authorization": k.decode()}
+            )
+            lists.append([(i["key"], i["size"], i["version"]) for i in r.json()["items"]])
+        assert lists[0] == lists[1] and len(lists[0]) >= 5

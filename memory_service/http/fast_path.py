@@ -20,12 +20,13 @@ that the addition applies, and tests/test_route_guards.py says so.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
-from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 from litestar.utils.scope.state import ScopeState
 
 from ..services.container import Services
@@ -108,6 +109,50 @@ async def send_json(send: Send, body: bytes) -> None:
     await send_answer(send, 200, headers, body)
 
 
+# Bodies above this (or above the route's own limit) go to Litestar; these requests are smaller.
+MAX_FAST_BODY = 256 * 1024
+BODY_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect"))
+
+
+def replay(
+    messages: list[ReceiveMessage], receive: Receive
+) -> Callable[[], Awaitable[ReceiveMessage]]:
+    """`receive` as if `messages` had not been taken from it yet."""
+    pending = list(messages)
+
+    async def again() -> ReceiveMessage:
+        return pending.pop(0) if pending else await receive()
+
+    return again
+
+
+async def plain_body(
+    headers: dict[bytes, bytes], receive: Receive, limit: int
+) -> tuple[bytes | None, Receive]:
+    """The body, when Content-Length announces at most `limit` bytes and they all arrive; else
+    None. Either way, a `receive` that gives Litestar the request as if nothing had been read.
+    (`Expect: 100-continue` goes to Litestar too: reading would answer 100 where Litestar may
+    refuse first.)"""
+    length = headers.get(b"content-length", b"")
+    if (
+        not length.isdigit()
+        or int(length) > limit
+        or b"transfer-encoding" in headers
+        or b"expect" in headers
+    ):
+        return None, receive
+    taken: list[ReceiveMessage] = []
+    chunks = []
+    while True:
+        message = await receive()
+        taken.append(message)
+        if message["type"] != "http.request":  # the client left: Litestar says what then
+            return None, replay(taken, receive)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), replay(taken, receive)
+
+
 class FastPath:
     """In front of `app`: the requests its route takes are answered by `answer`, others by `app`.
 
@@ -125,6 +170,9 @@ class FastPath:
         self.handler = route_handler(litestar, self.operation_id)
         self.exception_handlers = self.handler.resolve_exception_handlers()
         self.errors = ExceptionHandlerMiddleware(app, None)  # None: debug read from the app
+        # Above the route's limit, Litestar answers 413 itself.
+        limit = self.handler.resolve_request_max_body_size()
+        self.max_body = MAX_FAST_BODY if limit is None else min(MAX_FAST_BODY, limit)
         # The route label Litestar gives these requests (metrics, access log).
         sample = self.path if self.exact else self.path + "k"
         self.path_template = litestar.asgi_router.handle_routing(sample, self.method)[4]

@@ -91,6 +91,42 @@ async def read_answer(
     return 200, headers, value.value
 
 
+async def set_answer(
+    services: Services,
+    principal: Principal,
+    name: str,
+    body: bytes,
+    *,
+    content_type: str | None,
+    ttl: float | None,
+    if_match: str | None,
+    if_none_match: str | None,
+) -> tuple[int, str, KvWritten]:
+    """kvSet's status, ETag and answer: the one implementation behind both
+    `KvController.set_value` and the fast path (http/kv_set.py)."""
+    written = await services.kv.set(
+        principal.workspace_id,
+        name,
+        body,
+        content_type=content_type,
+        ttl=ttl,
+        if_match=if_match,
+        if_none_match=if_none_match,
+    )
+    tag = etag(written.version)
+    result = KvWritten(
+        success=True,
+        message=f"Stored {len(body)} bytes ({'created' if written.created else 'replaced'})",
+        key=name,
+        version=written.version,
+        etag=tag,
+        size=written.size,
+        created=written.created,
+        expires_at=iso(written.expires_at),
+    )
+    return 201 if written.created else 200, tag, result
+
+
 def kv_of(request: Request) -> KvService:
     services: Services = request.app.state.services
     return services.kv
@@ -224,10 +260,11 @@ class KvController(Controller):
             ),
         ] = None,
     ) -> Response[KvWritten]:
-        name = key_from_path(request)
+        name = key_from_path(request)  # a bad key is refused before the body is read
         body = await request.body()
-        written = await kv_of(request).set(
-            principal.workspace_id,
+        status, tag, result = await set_answer(
+            request.app.state.services,
+            principal,
             name,
             body,
             content_type=content_type or request.headers.get("content-type"),
@@ -235,18 +272,7 @@ class KvController(Controller):
             if_match=if_match,
             if_none_match=if_none_match,
         )
-        tag = etag(written.version)
-        result = KvWritten(
-            success=True,
-            message=f"Stored {len(body)} bytes ({'created' if written.created else 'replaced'})",
-            key=name,
-            version=written.version,
-            etag=tag,
-            size=written.size,
-            created=written.created,
-            expires_at=iso(written.expires_at),
-        )
-        return Response(result, status_code=201 if written.created else 200, headers={"ETag": tag})
+        return Response(result, status_code=status, headers={"ETag": tag})
 
     @get(
         "/kv/{key:path}",

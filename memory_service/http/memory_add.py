@@ -10,37 +10,19 @@ before anything else is done, so that every refusal of a body stays Litestar's.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import msgspec
 from litestar import Litestar
 from litestar.serialization import encode_json
-from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
 from ..services.container import Services
 from .auth import credential, principal_of
-from .fast_path import FastPath, first_headers, send_json
+from .fast_path import BODY_HEADERS, FastPath, first_headers, plain_body, send_json
 from .memory import add_answer
 from .memory_schemas import MemoryAddBody
 
 PATH = "/api/memory"
-# Bodies above this go to Litestar (an add of a few messages is far smaller).
-MAX_FAST_BODY = 256 * 1024
-_READ = frozenset(
-    (b"authorization", b"x-api-key", b"idempotency-key", b"content-length", b"transfer-encoding")
-)
-
-
-def replay(
-    messages: list[ReceiveMessage], receive: Receive
-) -> Callable[[], Awaitable[ReceiveMessage]]:
-    """`receive` as if `messages` had not been taken from it yet."""
-    pending = list(messages)
-
-    async def again() -> ReceiveMessage:
-        return pending.pop(0) if pending else await receive()
-
-    return again
+_READ = frozenset((b"authorization", b"x-api-key", b"idempotency-key")) | BODY_HEADERS
 
 
 class MemoryAddFastPath(FastPath):
@@ -54,25 +36,14 @@ class MemoryAddFastPath(FastPath):
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         wanted = first_headers(scope, _READ)
-        length = wanted.get(b"content-length", b"")
-        if not length.isdigit() or int(length) > MAX_FAST_BODY or b"transfer-encoding" in wanted:
+        body, receive = await plain_body(wanted, receive, self.max_body)
+        if body is None:
             await self.app(scope, receive, send)
             return
-        taken: list[ReceiveMessage] = []
-        chunks = []
-        while True:
-            message = await receive()
-            taken.append(message)
-            if message["type"] != "http.request":  # the client left: Litestar says what then
-                await self.app(scope, replay(taken, receive), send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
         try:
-            data = self.decoder.decode(b"".join(chunks))
+            data = self.decoder.decode(body)
         except Exception:  # any doubt about the body: Litestar's reading and words
-            await self.app(scope, replay(taken, receive), send)
+            await self.app(scope, receive, send)
             return
         headers = {name: value.decode("latin-1") for name, value in wanted.items()}
         try:

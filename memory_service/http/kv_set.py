@@ -1,0 +1,88 @@
+"""`PUT /api/kv/{key}` answered from the ASGI scope (see http/fast_path.py): the same
+`set_answer` as `KvController.set_value`.
+
+Litestar checks the credential, then converts `ttl` leniently and answers a bad one with its own
+words, then reads the body. This path takes only requests it is sure of: a body announced by
+Content-Length within the route's limit, and a query of `ttl` (a plain decimal number) and
+`contentType`, each at most once; any other goes to Litestar, its body untouched.
+"""
+
+from __future__ import annotations
+
+import re
+
+from litestar._parsers import parse_query_string
+from litestar.serialization import encode_json
+from litestar.types import HTTPScope, Receive, Send
+
+from .auth import credential, principal_of
+from .fast_path import BODY_HEADERS, FastPath, first_headers, plain_body, send_answer
+from .kv import PREFIX, key_of, set_answer
+
+_READ = (
+    frozenset((b"authorization", b"x-api-key", b"if-match", b"if-none-match", b"content-type"))
+    | BODY_HEADERS
+)
+_PLAIN_TTL = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,9})?")
+
+
+def plain_query(query: bytes) -> tuple[float | None, str | None] | None:
+    """(ttl, contentType) when the query holds only those, plainly written, each once."""
+    ttl = content_type = None
+    seen = set()
+    for name, value in parse_query_string(query):
+        if name in seen:
+            return None
+        seen.add(name)
+        if name == "ttl" and _PLAIN_TTL.fullmatch(value):
+            ttl = float(value)
+        elif name == "contentType":
+            content_type = value
+        else:
+            return None
+    return ttl, content_type
+
+
+class KvSetFastPath(FastPath):
+    operation_id = "kvSet"
+    method = "PUT"
+    path = PREFIX
+    exact = False  # a key follows
+
+    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        query = plain_query(scope["query_string"])
+        wanted = first_headers(scope, _READ)
+        body = None
+        if query is not None:
+            body, receive = await plain_body(wanted, receive, self.max_body)
+        if query is None or body is None:
+            await self.app(scope, receive, send)
+            return
+        ttl, content_type = query
+        headers = {name: value.decode("latin-1") for name, value in wanted.items()}
+        try:
+            principal = await principal_of(
+                self.services,
+                scope,
+                credential(headers.get(b"authorization"), headers.get(b"x-api-key")),
+            )
+            status, tag, written = await set_answer(
+                self.services,
+                principal,
+                key_of(scope),
+                body,
+                content_type=content_type or headers.get(b"content-type"),
+                ttl=ttl,
+                if_match=headers.get(b"if-match"),
+                if_none_match=headers.get(b"if-none-match"),
+            )
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return
+        answer = encode_json(written)
+        raw = [
+            (b"etag", tag.encode("latin-1")),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(answer)),
+        ]
+        await send_answer(send, status, raw, answer)

@@ -7,6 +7,7 @@ Anything else is refused (never truncated nor repaired), on every path that stor
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .errors import BadRequest
@@ -52,10 +53,12 @@ def value_headers(media_type: str) -> dict[str, str]:
     """Headers of every answer that serves stored bytes (GET and HEAD of a KV entry): the bytes
     are never sniffed into something else, never run as this origin's content, and active types
     are downloads, not pages."""
-    headers = {
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox",
-    }
+    return dict(_value_headers(media_type))
+
+
+@functools.lru_cache(maxsize=256)  # a workspace serves few distinct types, read many times
+def _value_headers(media_type: str) -> tuple[tuple[str, str], ...]:
+    headers = [("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", "sandbox")]
     if is_active(media_type):
-        headers["Content-Disposition"] = "attachment"
-    return headers
+        headers.append(("Content-Disposition", "attachment"))
+    return tuple(headers)

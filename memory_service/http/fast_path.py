@@ -30,11 +30,14 @@ from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, S
 from litestar.utils.scope.state import ScopeState
 
 from ..services.container import Services
+from ..services.workspaces import Principal
+from .auth import credential, principal_of
 from .errors import EXCEPTION_HANDLERS
 
 # Host values Litestar accepts, narrowed to the usual ones (names, IPv4, [IPv6], a port). A
 # request with any other Host goes to Litestar, which accepts it or answers 400 itself.
 _PLAIN_HOST = re.compile(rb"[0-9A-Za-z.\-:\[\]]*")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def route_handler(app: Litestar, operation_id: str) -> HTTPRouteHandler:
@@ -87,13 +90,21 @@ def plain_route(scope: HTTPScope, method: str, prefix: str, exact: bool) -> bool
     return True
 
 
-def first_headers(scope: HTTPScope, names: frozenset[bytes]) -> dict[bytes, bytes]:
-    """The first value of each of these headers (Litestar's `headers.get` answers the first)."""
-    found: dict[bytes, bytes] = {}
+CREDENTIAL_HEADERS = frozenset((b"authorization", b"x-api-key"))
+
+
+def first_headers(scope: HTTPScope, names: frozenset[bytes]) -> dict[bytes, str]:
+    """The first value of each of these headers, as Litestar's `headers.get` answers it (the
+    first, decoded as Latin-1)."""
+    found: dict[bytes, str] = {}
     for name, value in scope["headers"]:
         if name in names and name not in found:
-            found[name] = value
+            found[name] = value.decode("latin-1")
     return found
+
+
+def secret_of(headers: dict[bytes, str]) -> str | None:
+    return credential(headers.get(b"authorization"), headers.get(b"x-api-key"))
 
 
 async def send_answer(
@@ -127,15 +138,15 @@ def replay(
 
 
 async def plain_body(
-    headers: dict[bytes, bytes], receive: Receive, limit: int
+    headers: dict[bytes, str], receive: Receive, limit: int
 ) -> tuple[bytes | None, Receive]:
     """The body, when Content-Length announces at most `limit` bytes and they all arrive; else
     None. Either way, a `receive` that gives Litestar the request as if nothing had been read.
     (`Expect: 100-continue` goes to Litestar too: reading would answer 100 where Litestar may
     refuse first.)"""
-    length = headers.get(b"content-length", b"")
+    length = headers.get(b"content-length", "")
     if (
-        not length.isdigit()
+        not _DIGITS.fullmatch(length)
         or int(length) > limit
         or b"transfer-encoding" in headers
         or b"expect" in headers
@@ -188,6 +199,9 @@ class FastPath:
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
+
+    async def principal(self, scope: HTTPScope, headers: dict[bytes, str]) -> Principal:
+        return await principal_of(self.services, scope, secret_of(headers))
 
     async def refuse(self, scope: HTTPScope, receive: Receive, send: Send, exc: Exception) -> None:
         """Answer `exc` as the route would: its exception handlers, Litestar's rendering."""

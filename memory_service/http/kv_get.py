@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from litestar.types import HTTPScope, Receive, Send
 
-from .auth import credential
-from .fast_path import FastPath, first_headers, send_answer
+from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, secret_of, send_answer
 from .kv import PREFIX, read_answer
 
-_READ = frozenset((b"authorization", b"x-api-key", b"if-match", b"if-none-match"))
+_READ = CREDENTIAL_HEADERS | {b"if-match", b"if-none-match"}
 
 
 class KvGetFastPath(FastPath):
@@ -19,12 +18,12 @@ class KvGetFastPath(FastPath):
     exact = False  # a key follows
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        wanted = {name: v.decode("latin-1") for name, v in first_headers(scope, _READ).items()}
+        wanted = first_headers(scope, _READ)
         try:
             status, headers, body = await read_answer(
                 self.services,
                 scope,
-                credential(wanted.get(b"authorization"), wanted.get(b"x-api-key")),
+                secret_of(wanted),
                 wanted.get(b"if-match"),
                 wanted.get(b"if-none-match"),
             )

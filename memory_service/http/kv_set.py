@@ -15,14 +15,17 @@ from litestar._parsers import parse_query_string
 from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
-from .auth import credential, principal_of
-from .fast_path import BODY_HEADERS, FastPath, first_headers, plain_body, send_answer
+from .fast_path import (
+    BODY_HEADERS,
+    CREDENTIAL_HEADERS,
+    FastPath,
+    first_headers,
+    plain_body,
+    send_answer,
+)
 from .kv import PREFIX, key_of, set_answer
 
-_READ = (
-    frozenset((b"authorization", b"x-api-key", b"if-match", b"if-none-match", b"content-type"))
-    | BODY_HEADERS
-)
+_READ = CREDENTIAL_HEADERS | BODY_HEADERS | {b"if-match", b"if-none-match", b"content-type"}
 _PLAIN_TTL = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,9})?")
 
 
@@ -59,22 +62,17 @@ class KvSetFastPath(FastPath):
             await self.app(scope, receive, send)
             return
         ttl, content_type = query
-        headers = {name: value.decode("latin-1") for name, value in wanted.items()}
         try:
-            principal = await principal_of(
-                self.services,
-                scope,
-                credential(headers.get(b"authorization"), headers.get(b"x-api-key")),
-            )
+            principal = await self.principal(scope, wanted)
             status, tag, written = await set_answer(
                 self.services,
                 principal,
                 key_of(scope),
                 body,
-                content_type=content_type or headers.get(b"content-type"),
+                content_type=content_type or wanted.get(b"content-type"),
                 ttl=ttl,
-                if_match=headers.get(b"if-match"),
-                if_none_match=headers.get(b"if-none-match"),
+                if_match=wanted.get(b"if-match"),
+                if_none_match=wanted.get(b"if-none-match"),
             )
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)

@@ -16,13 +16,19 @@ from litestar.serialization import encode_json
 from litestar.types import ASGIApp, HTTPScope, Receive, Send
 
 from ..services.container import Services
-from .auth import credential, principal_of
-from .fast_path import BODY_HEADERS, FastPath, first_headers, plain_body, send_json
+from .fast_path import (
+    BODY_HEADERS,
+    CREDENTIAL_HEADERS,
+    FastPath,
+    first_headers,
+    plain_body,
+    send_json,
+)
 from .memory import add_answer
 from .memory_schemas import MemoryAddBody
 
 PATH = "/api/memory"
-_READ = frozenset((b"authorization", b"x-api-key", b"idempotency-key")) | BODY_HEADERS
+_READ = CREDENTIAL_HEADERS | BODY_HEADERS | {b"idempotency-key"}
 
 
 class MemoryAddFastPath(FastPath):
@@ -45,16 +51,9 @@ class MemoryAddFastPath(FastPath):
         except Exception:  # any doubt about the body: Litestar's reading and words
             await self.app(scope, receive, send)
             return
-        headers = {name: value.decode("latin-1") for name, value in wanted.items()}
         try:
-            principal = await principal_of(
-                self.services,
-                scope,
-                credential(headers.get(b"authorization"), headers.get(b"x-api-key")),
-            )
-            added = await add_answer(
-                self.services, principal, data, headers.get(b"idempotency-key")
-            )
+            principal = await self.principal(scope, wanted)
+            added = await add_answer(self.services, principal, data, wanted.get(b"idempotency-key"))
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)
             return

@@ -16,8 +16,7 @@ from litestar._parsers import parse_query_string
 from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
-from .auth import credential, principal_of
-from .fast_path import FastPath, first_headers, send_json
+from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, send_json
 from .memory import MemoryQuery, get_answer
 
 PATH = "/api/memory"
@@ -31,7 +30,6 @@ _TEXT = {
 _NUMBER = {"limit": "limit", "lastN": "last_n"}
 _PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")
 _BOOLEAN = {"true": True, "false": False}
-_READ = frozenset((b"authorization", b"x-api-key"))
 
 
 def plain_query(query: bytes) -> MemoryQuery | None:
@@ -63,13 +61,9 @@ class MemoryGetFastPath(FastPath):
         if query is None:
             await self.app(scope, receive, send)
             return
-        wanted = {name: v.decode("latin-1") for name, v in first_headers(scope, _READ).items()}
+        wanted = first_headers(scope, CREDENTIAL_HEADERS)
         try:
-            principal = await principal_of(
-                self.services,
-                scope,
-                credential(wanted.get(b"authorization"), wanted.get(b"x-api-key")),
-            )
+            principal = await self.principal(scope, wanted)
             found = await get_answer(self.services, principal, query)
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)

@@ -23,6 +23,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from litestar import Litestar
+from litestar._parsers import parse_query_string
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
@@ -72,10 +73,10 @@ def blockers(app: Litestar, handler: HTTPRouteHandler) -> list[str]:
     return found
 
 
-def plain_route(scope: HTTPScope, method: str, prefix: str, exact: bool) -> bool:
-    """A request that Litestar routes by this method and path as they are: `prefix` followed by
-    more (a path parameter) or, `exact`, nothing."""
-    if scope["method"] != method or scope.get("root_path"):
+def plain_route(scope: HTTPScope, prefix: str, exact: bool) -> bool:
+    """A request that Litestar routes by its path as it is: `prefix` followed by more (a path
+    parameter) or, `exact`, nothing."""
+    if scope.get("root_path"):
         return False
     path = scope["path"]
     if exact:
@@ -105,6 +106,17 @@ def first_headers(scope: HTTPScope, names: frozenset[bytes]) -> dict[bytes, str]
 
 def secret_of(headers: dict[bytes, str]) -> str | None:
     return credential(headers.get(b"authorization"), headers.get(b"x-api-key"))
+
+
+def single_values(query: bytes, names: frozenset[str]) -> dict[str, str] | None:
+    """The query's parameters, parsed by Litestar's own parser, when all are among `names` and
+    each comes once; else None (Litestar's conversion of repeated or unknown ones decides)."""
+    found: dict[str, str] = {}
+    for name, value in parse_query_string(query):
+        if name not in names or name in found:
+            return None
+        found[name] = value
+    return found
 
 
 async def send_answer(
@@ -165,7 +177,8 @@ async def plain_body(
 
 
 class FastPath:
-    """In front of `app`: the requests its route takes are answered by `answer`, others by `app`.
+    """One route answered in front of Litestar: `answer` for the requests it takes, `app`
+    (Litestar's handler) for any it hands back.
 
     A subclass names its route (`operation_id`), `method` and `path`: the path itself (`exact`)
     or a prefix that a path parameter follows."""
@@ -188,14 +201,8 @@ class FastPath:
         sample = self.path if self.exact else self.path + "k"
         self.path_template = litestar.asgi_router.handle_routing(sample, self.method)[4]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and plain_route(
-            scope, self.method, self.path, self.exact
-        ):
-            scope["path_template"] = self.path_template
-            await self.answer(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+    def takes(self, scope: HTTPScope) -> bool:
+        return plain_route(scope, self.path, self.exact)
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
@@ -210,22 +217,44 @@ class FastPath:
         await self.errors.handle_request_exception(scope["litestar_app"], scope, receive, send, exc)
 
 
+class FastPaths:
+    """In front of `app`, one layer for all the fast paths: a request one of them takes is
+    answered by it, any other goes on to `app`."""
+
+    def __init__(self, app: ASGIApp, paths: list[FastPath]) -> None:
+        self.app = app
+        self.paths = paths
+        self._by_method: dict[str, list[FastPath]] = {}
+        for path in paths:
+            self._by_method.setdefault(path.method, []).append(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            for path in self._by_method.get(scope["method"], ()):
+                if path.takes(scope):
+                    scope["path_template"] = path.path_template
+                    await path.answer(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def with_fast_paths(
     app: ASGIApp, litestar: Litestar, services: Services, paths: list[type[FastPath]]
 ) -> ASGIApp:
-    """`app` behind each of `paths` whose route has nothing that it would skip."""
-    for path in paths:
-        if not blockers(litestar, route_handler(litestar, path.operation_id)):
-            app = path(app, litestar, services)
-    return app
+    """`app` behind those of `paths` whose route has nothing that they would skip."""
+    installed = [
+        path(app, litestar, services)
+        for path in paths
+        if not blockers(litestar, route_handler(litestar, path.operation_id))
+    ]
+    return FastPaths(app, installed) if installed else app
 
 
 def fast_paths_of(app: Litestar) -> list[FastPath]:
     """The fast paths installed in front of `app`'s handler."""
-    found = []
     handler: object = app.asgi_handler
     while handler is not None:
-        if isinstance(handler, FastPath):
-            found.append(handler)
+        if isinstance(handler, FastPaths):
+            return handler.paths
         handler = getattr(handler, "app", None)
-    return found
+    return []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, Response, delete, get, head, put
 from litestar.di import NamedDependency, Provide
@@ -29,12 +28,12 @@ from litestar.types import Scope
 from ..clock import iso
 from ..services.conditions import Preconditions
 from ..services.container import Services
-from ..services.errors import BadRequest
 from ..services.kv import KvService
 from ..services.media_types import value_headers
 from ..services.shapes import etag
 from ..services.workspaces import Principal
 from .auth import bearer_or_api_key, principal_of, provide_principal
+from .paths import path_rest
 from .schemas import Failure, KvDeleted, KvList, KvWritten, Usage, count
 
 PREFIX = "/api/kv/"
@@ -49,15 +48,7 @@ def key_from_path(request: Request) -> str:
 
 
 def key_of(scope: Scope) -> str:
-    """The key exactly as sent. Decoded from the raw path so that invalid UTF-8, '%2F' and
-    trailing slashes are seen as the client wrote them, not as the router normalised them."""
-    raw = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
-    marker = raw.find(PREFIX.encode())
-    rest = raw[marker + len(PREFIX) :] if marker >= 0 else b""
-    try:
-        return unquote_to_bytes(rest).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("key is not valid UTF-8", code="invalid_key") from exc
+    return path_rest(scope, PREFIX, "key", "invalid_key")
 
 
 def value_response_headers(

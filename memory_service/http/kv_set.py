@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-from litestar._parsers import parse_query_string
 from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
@@ -22,28 +21,24 @@ from .fast_path import (
     first_headers,
     plain_body,
     send_answer,
+    single_values,
 )
 from .kv import PREFIX, key_of, set_answer
 
 _READ = CREDENTIAL_HEADERS | BODY_HEADERS | {b"if-match", b"if-none-match", b"content-type"}
+_NAMES = frozenset(("ttl", "contentType"))
 _PLAIN_TTL = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,9})?")
 
 
 def plain_query(query: bytes) -> tuple[float | None, str | None] | None:
     """(ttl, contentType) when the query holds only those, plainly written, each once."""
-    ttl = content_type = None
-    seen = set()
-    for name, value in parse_query_string(query):
-        if name in seen:
-            return None
-        seen.add(name)
-        if name == "ttl" and _PLAIN_TTL.fullmatch(value):
-            ttl = float(value)
-        elif name == "contentType":
-            content_type = value
-        else:
-            return None
-    return ttl, content_type
+    values = single_values(query, _NAMES)
+    if values is None:
+        return None
+    ttl = values.get("ttl")
+    if ttl is not None and not _PLAIN_TTL.fullmatch(ttl):
+        return None
+    return (None if ttl is None else float(ttl)), values.get("contentType")
 
 
 class KvSetFastPath(FastPath):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency, Provide
@@ -28,6 +27,7 @@ from .memory_schemas import (
     MemoryList,
     MemoryMessages,
 )
+from .paths import path_rest
 from .schemas import count
 
 BLOCKS_PREFIX = "/api/memory/blocks/"
@@ -84,14 +84,8 @@ def memory_of(request: Request) -> MemoryService:
 
 
 def block_from_path(request: Request) -> str:
-    """The block id exactly as sent (percent-decoded from the raw path: '/' is ordinary)."""
-    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).split(b"?", 1)[0]
-    marker = raw.find(BLOCKS_PREFIX.encode())
-    rest = raw[marker + len(BLOCKS_PREFIX) :] if marker >= 0 else b""
-    try:
-        return unquote_to_bytes(rest).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest("blockId is not valid UTF-8", code="invalid_id") from exc
+    """The block id exactly as sent ('/' is ordinary)."""
+    return path_rest(request.scope, BLOCKS_PREFIX, "blockId", "invalid_id")
 
 
 async def read_memories(

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 
-from litestar._parsers import parse_query_string
 from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
-from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, send_json
+from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, send_json, single_values
 from .memory import MemoryQuery, get_answer
 
 PATH = "/api/memory"
@@ -30,16 +29,16 @@ _TEXT = {
 _NUMBER = {"limit": "limit", "lastN": "last_n"}
 _PLAIN_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")
 _BOOLEAN = {"true": True, "false": False}
+_NAMES = frozenset((*_TEXT, *_NUMBER, "keepSystem"))
 
 
 def plain_query(query: bytes) -> MemoryQuery | None:
     """The query's parameters when every one is plainly valid, else None."""
+    values = single_values(query, _NAMES)
+    if values is None:
+        return None
     q = MemoryQuery()
-    seen = set()
-    for name, value in parse_query_string(query):
-        if name in seen:
-            return None
-        seen.add(name)
+    for name, value in values.items():
         if name in _TEXT:
             setattr(q, _TEXT[name], value)
         elif name in _NUMBER and _PLAIN_NUMBER.fullmatch(value):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -19,6 +18,7 @@ from .conditions import Preconditions, Tags
 from .errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge
 from .media_types import check_media_type
 from .shapes import KvItem, kv_item
+from .text import has_control
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Values up to this size are read on the event loop's thread (SQLite); larger ones in a thread.
@@ -38,9 +38,7 @@ def check_key(key: str, max_bytes: int) -> bytes:
         key.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise BadRequest("key is not valid UTF-8", code="invalid_key") from exc
-    # isprintable() first: one C call that is true for nearly every key, and no control
-    # character is printable.
-    if not key.isprintable() and any(unicodedata.category(ch) == "Cc" for ch in key):
+    if has_control(key):
         raise BadRequest("key must not contain control characters", code="invalid_key")
     return raw
 

@@ -6,7 +6,6 @@ import hashlib
 import re
 import secrets
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ from ..storage import workspaces as sql
 from ..storage.database import Database
 from .auth_failures import FailureLimiter
 from .errors import BadRequest, Conflict, NotFound, Unauthorized
+from .text import has_control
 
 KEY_PREFIX = "msk_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -172,7 +172,7 @@ class WorkspaceService:
     async def create_key(self, name: str, label: str = "") -> CreatedKey:
         if len(label) > 128:
             raise BadRequest("label must be at most 128 characters", code="invalid_label")
-        if any(unicodedata.category(ch) == "Cc" for ch in label):
+        if has_control(label):
             raise BadRequest("label must not contain control characters", code="invalid_label")
         if self.db.is_sqlite:
             return await self.db.write(_create_key_txn, name, label, now_ms())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from ...storage.memory_tables import ID_LENGTH as ID_LENGTH  # (exported: HTTP documents it)
 from ..errors import BadRequest
+from ..text import has_control
+
+_CONTROL_OR_SURROGATE = frozenset(("Cc", "Cs"))
 
 ROLES = frozenset({"user", "assistant", "system"})
 DEFAULT_BLOCK = "default"
@@ -34,7 +35,7 @@ def check_id(value: str, what: str, max_chars: int = ID_LENGTH) -> str:
         raise BadRequest(
             f"{what} is {len(value)} characters; the maximum is {max_chars}", code="invalid_id"
         )
-    if not value.isprintable() and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    if has_control(value, _CONTROL_OR_SURROGATE):
         raise BadRequest(
             f"{what} must not contain control characters or lone surrogates", code="invalid_id"
         )

@@ -1,11 +1,13 @@
-"""The KV GET fast path (http/kv_get.py) answers exactly what the Litestar handler answers.
+"""The fast paths (http/fast_path.py: KV get and set, memory add and get) answer exactly what
+the Litestar handlers answer.
 
-Two apps over one database: the default one, which serves `GET /api/kv/...` by the fast path,
-and one with an allow-all guard on the app, which turns the fast path off (a guard is one of its
-blockers) and so serves every request through Litestar's router and `KvController.get_value`.
-The same requests, odd ones included (encoded and invalid keys, paths Litestar normalises, odd
-Host headers, every credential and conditional header), go to both, sent as raw ASGI scopes so
-that no client tidies them first. Every status, header (but the request id) and body byte must
+Two apps over one database: the default one, which serves those requests by the fast paths, and
+one with an allow-all guard on the app, which turns them off (a guard is one of their blockers)
+and so serves every request through Litestar's router and the controllers. The same requests,
+odd ones included (encoded and invalid keys, paths Litestar normalises, odd Host headers, every
+credential and conditional header, lenient queries and bodies, bodies cut short), go to both,
+sent as raw ASGI scopes so that no client tidies them first. Writes go to a workspace of each
+app's own, made alike. Every status, header (but the request id) and body byte must
 be the same, and so must what the requests leave behind: the metrics (route labels, refusals,
 auth failures), the auth-failure bound and the rate limit, which both apps reach in step.
 """
@@ -336,9 +338,9 @@ async def test_every_short_path_is_answered_alike(sqlite_database_url: str) -> N
 # --- POST /api/memory ------------------------------------------------------------------------
 
 
-class AddPair:
-    """The fast app and the Litestar-only app over one database, each adding to a workspace of
-    its own (made alike), so that both see the same memories grow."""
+class WorkspacePair:
+    """The fast app and the Litestar-only app over one database, each writing to a workspace of
+    its own (made alike), so that both see the same memories and entries grow."""
 
     def __init__(self, pair: Pair, keys: tuple[bytes, bytes]) -> None:
         self.pair = pair
@@ -441,7 +443,7 @@ async def test_every_add_is_answered_alike(database_url: str) -> None:
         keys = []
         for name in ("add-fast", "add-slow"):
             keys.append((await pair.api.workspace(name, quota=150_000))["Authorization"].encode())
-        adds = AddPair(pair, (keys[0], keys[1]))
+        adds = WorkspacePair(pair, (keys[0], keys[1]))
         key = (b"authorization", b"{key}")
         good = [key, (b"content-type", b"application/json")]
         for body in ADD_BODIES:
@@ -631,7 +633,7 @@ async def test_every_kv_set_is_answered_alike(database_url: str) -> None:
         keys = []
         for name in ("set-fast", "set-slow"):
             keys.append((await pair.api.workspace(name, quota=400_000))["Authorization"].encode())
-        sets = AddPair(pair, (keys[0], keys[1]))
+        sets = WorkspacePair(pair, (keys[0], keys[1]))
         key = (b"authorization", b"{key}")
 
         async def put(path: bytes, body: bytes, headers: list, query: bytes = b"", **kw: object):

@@ -26,6 +26,12 @@ from harness import Server
 
 BENCH = Path(__file__).resolve().parent
 NOLOG = "service-nolog"  # the service with MEMORY_ACCESS_LOG=off; "service" runs the defaults
+NOCACHE = "service-nocache"  # the service with MEMORY_READ_CACHE_MB=0: every read reads
+# What each variant of the service changes from the defaults. Each runs on a database of its own,
+# but for NOCACHE: a second process on the service's own database, so that it reads the very
+# memories the service reads (grown by the append scenarios, their messages spread as in use).
+VARIANTS = {NOLOG: {"MEMORY_ACCESS_LOG": "off"}, NOCACHE: {"MEMORY_READ_CACHE_MB": "0"}}
+SHARED = {NOCACHE}
 VALUE_1K = bytes(range(256)) * 4  # 1 KiB of every byte value: values are raw bytes
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -253,6 +259,61 @@ for _name in ["kv-set", "kv-get", "memory-add", "memory-last20-10"]:
     SCENARIOS[f"{_name}-nolog"] = replace(SCENARIOS[_name], name=f"{_name}-nolog", server=NOLOG)
 
 
+def _on_service(setup: Callable[[Ctx, Scenario], None]) -> Callable[[Ctx, Scenario], None]:
+    """`setup` done through the service: for a variant that shares its database (SHARED)."""
+    return lambda ctx, sc: setup(ctx, replace(sc, server="service"))
+
+
+def append_read_script(ctx: Ctx, sc: Scenario) -> str:
+    """An agent's turn, over and over: append a message to a small memory, then read its last
+    20, then the next memory. Each read finds its memory changed since it was last read, so the
+    read cache never answers: what it costs when it cannot help."""
+    head = {**memory_bench.JSON, **ctx.auth()}
+    conversation = memory_bench.SMALL + "{n}"
+    append = {"conversationId": conversation, "role": "user", "content": memory_bench.TEXT_200}
+    before, after = json.dumps(append).split("{n}")
+    lines = [f"wrk.headers[{harness.lua_str(k)}] = {harness.lua_str(v)}" for k, v in head.items()]
+    lines += [
+        f"local nkeys, threads = {memory_bench.SMALL_MEMORIES}, {ctx.threads}",
+        "local next_tid = 0",
+        "function setup(thread) thread:set('tid', next_tid); next_tid = next_tid + 1 end",
+        "local counter = -1",
+        "function request()",
+        "  counter = counter + 1",
+        "  local n = tostring((math.floor(tid * nkeys / threads) + math.floor(counter / 2))"
+        " % nkeys)",
+        "  if counter % 2 == 0 then",
+        f"    local body = {harness.lua_str(before)} .. n .. {harness.lua_str(after)}",
+        '    return wrk.format("POST", "/api/memory", nil, body)',
+        "  end",
+        f"  local path = {harness.lua_str('/api/memory?conversationId=' + memory_bench.SMALL)}"
+        ' .. n .. "&lastN=20"',
+        '  return wrk.format("GET", path, nil, nil)',
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# The last-20 reads with the read cache off: what a read costs when its memory has changed since
+# it was last read (an agent that appends before it reads). The same memories as the service's.
+for _name, _setup in [
+    ("memory-last20-10", memory_bench.populate_small),
+    ("memory-last20-100k", memory_bench.populate_big),
+]:
+    SCENARIOS[f"{_name}-nocache"] = replace(
+        SCENARIOS[_name], name=f"{_name}-nocache", server=NOCACHE, setup=_on_service(_setup)
+    )
+SCENARIOS["memory-append-read"] = replace(
+    SCENARIOS["memory-last20-10"], name="memory-append-read", script=append_read_script
+)
+SCENARIOS["memory-append-read-nocache"] = replace(
+    SCENARIOS["memory-append-read"],
+    name="memory-append-read-nocache",
+    server=NOCACHE,
+    setup=_on_service(memory_bench.populate_small),
+)
+
+
 @dataclass
 class Suite:
     scenarios: list[str]
@@ -304,7 +365,11 @@ SUITES = {
             "memory-append-10",
             "memory-append-100k",
             "memory-last20-10",
+            "memory-last20-10-nocache",  # the reads again when their memory has changed
             "memory-last20-100k",
+            "memory-last20-100k-nocache",
+            "memory-append-read",  # appends and reads in turn: the cache never answers
+            "memory-append-read-nocache",
         ],
         "baseline-insert",
         {"memory-add": 0.9, "memory-last20-10": 1.5},
@@ -312,6 +377,11 @@ SUITES = {
             "memory-append-100k": ("memory-append-10", 1.3),
             "memory-last20-100k": ("memory-last20-10", 1.3),
             "memory-last20-10": ("baseline-read20", 1 / 0.8),  # >= 0.8x the raw read of 20 rows
+            # The same targets for reads that miss the read cache: they read every time.
+            "memory-last20-100k-nocache": ("memory-last20-10-nocache", 1.3),
+            "memory-last20-10-nocache": ("baseline-read20", 1 / 0.8),
+            # A cache that never answers costs little (keeping each page it reads).
+            "memory-append-read": ("memory-append-read-nocache", 1.10),
         },
         tails={
             "memory-add": ("baseline-insert", 2.0),
@@ -413,12 +483,11 @@ def service_exe() -> str:
 
 
 def start_service(tmp: Path, name: str, db: Path, exe: str | None = None) -> Server:
-    """`memory-service serve` with the settings a user gets (the access log on), or, for
-    `service-nolog`, with MEMORY_ACCESS_LOG=off: what the log costs is the ratio of the two.
+    """`memory-service serve` with the settings a user gets (the access log on), or, for a
+    variant (VARIANTS), with one setting changed: e.g. what the log costs is the ratio of
+    `service` to `service-nolog`.
     `exe`: another install's `memory-service` (bench/compare.py), else this checkout's."""
-    env = {**os.environ, "XDG_DATA_HOME": str(tmp)}
-    if name == NOLOG:
-        env["MEMORY_ACCESS_LOG"] = "off"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp), **VARIANTS.get(name, {})}
     port = harness.free_port()
     url = f"sqlite+aiosqlite:///{db}"
     cmd = [exe or service_exe(), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -530,11 +599,13 @@ def main() -> None:
         needed = {sc.server for sc in scenarios}
         if "baseline" in needed:
             servers["baseline"] = start_baseline(tmp)
-        if needed & {"service", NOLOG}:
+        if needed & {"service", *VARIANTS}:
             db, api_key = create_service_db(tmp)
-            if NOLOG in needed:  # the same workspace and key, in a database of its own
-                shutil.copyfile(db, tmp / "ms-nolog.db")
-                servers[NOLOG] = start_service(tmp, NOLOG, tmp / "ms-nolog.db")
+            for variant in needed & set(VARIANTS):  # the same workspace and key
+                own = db if variant in SHARED else tmp / f"ms-{variant}.db"
+                if own != db:
+                    shutil.copyfile(db, own)
+                servers[variant] = start_service(tmp, variant, own)
             if "service" in needed:
                 servers["service"] = start_service(tmp, "service", db)
         ctx = Ctx(servers, api_key, args.threads, tmp)

@@ -94,6 +94,9 @@ class Settings:
     # many seconds, is refused (431 / 408) and its connection closed: see http/protocol.py.
     max_header_bytes: int = 64 * 1024
     header_timeout_seconds: float = 30.0
+    # Pages of memories recently read, reused while their memory rows are unchanged
+    # (services/memory/read_cache.py): at most this many MiB per process; 0 turns it off.
+    read_cache_mb: int = 32
     # Per-workspace token bucket (per replica): requests per second and burst. 0 turns it off.
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 0
@@ -124,6 +127,8 @@ class Settings:
                     f"{len(value)}): generate one with "
                     "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
                 )
+        if self.read_cache_mb < 0:
+            raise ValueError("MEMORY_READ_CACHE_MB must be 0 (off) or more")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
             raise ValueError(
                 "MEMORY_AUTH_FAILURE_BURST must be at least 1 and MEMORY_AUTH_FAILURE_RATE above 0"
@@ -156,6 +161,7 @@ class Settings:
             access_log=_flag(env, "MEMORY_ACCESS_LOG", True),
             max_header_bytes=_int(env, "MEMORY_MAX_HEADER_BYTES", 64 * 1024),
             header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
+            read_cache_mb=_int(env, "MEMORY_READ_CACHE_MB", 32),
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
             rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),
             public_url=_public_url(env),

@@ -8,11 +8,13 @@ from typing import Annotated
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
+from litestar.serialization import encode_json
 
 from ..clock import iso
 from ..services.container import Services
 from ..services.errors import BadRequest
 from ..services.memory import Filter, MemoryService
+from ..services.memory.read_cache import Page
 from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
 from .auth import provide_principal
@@ -88,7 +90,7 @@ def block_from_path(request: Request) -> str:
     return path_rest(request.scope, BLOCKS_PREFIX, "blockId", "invalid_id")
 
 
-async def read_memories(
+async def read_page(
     services: Services,
     principal: Principal,
     flt: Filter | None,
@@ -96,9 +98,9 @@ async def read_memories(
     cursor: str | None,
     last_n: int | None,
     keep_system: bool,
-) -> MemoryList:
-    """get (with a filter) and getAll (without): the same read, the same answer."""
-    memories, next_cursor = await services.memory.get(
+) -> Page:
+    """get (with a filter) and getAll (without): the same read."""
+    return await services.memory.get_page(
         principal.workspace_id,
         flt,
         limit=limit,
@@ -106,12 +108,24 @@ async def read_memories(
         last_n=last_n,
         keep_system=keep_system,
     )
+
+
+def memory_list(page: Page) -> MemoryList:
+    """The answer to a page read: one shape for get and getAll."""
     return MemoryList(
         success=True,
-        memories=[memory_item(m) for m in memories],
-        message=found(len(memories)),
-        next_cursor=next_cursor,
+        memories=[memory_item(m) for m in page.memories],
+        message=found(len(page.memories)),
+        next_cursor=page.next_cursor,
     )
+
+
+def page_answer(page: Page) -> bytes:
+    """`memory_list(page)` as JSON, rendered once per page: a page served again from the read
+    cache (services/memory/read_cache.py) is answered with the same bytes."""
+    if page.answer is None:
+        page.answer = encode_json(memory_list(page))
+    return page.answer
 
 
 @dataclass(slots=True)
@@ -128,11 +142,11 @@ class MemoryQuery:
     keep_system: bool = False
 
 
-async def get_answer(services: Services, principal: Principal, q: MemoryQuery) -> MemoryList:
-    """memoryGet's answer: the one implementation behind both `MemoryController.get_memories`
+async def get_page(services: Services, principal: Principal, q: MemoryQuery) -> Page:
+    """memoryGet's page: the one implementation behind both `MemoryController.get_memories`
     and the fast path (http/memory_get.py)."""
     flt = services.memory.filter(q.conversation_id, q.legacy_id, q.block_id, q.block_name)
-    return await read_memories(services, principal, flt, q.limit, q.cursor, q.last_n, q.keep_system)
+    return await read_page(services, principal, flt, q.limit, q.cursor, q.last_n, q.keep_system)
 
 
 async def add_answer(
@@ -220,13 +234,10 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        return await get_answer(
-            request.app.state.services,
-            principal,
-            MemoryQuery(
-                conversation_id, legacy_id, block_id, block_name, limit, cursor, last_n, keep_system
-            ),
+        query = MemoryQuery(
+            conversation_id, legacy_id, block_id, block_name, limit, cursor, last_n, keep_system
         )
+        return memory_list(await get_page(request.app.state.services, principal, query))
 
     @get(
         "/all",
@@ -243,7 +254,8 @@ class MemoryController(Controller):
         keep_system: KeepSystem = False,
     ) -> MemoryList:
         services = request.app.state.services
-        return await read_memories(services, principal, None, limit, cursor, last_n, keep_system)
+        page = await read_page(services, principal, None, limit, cursor, last_n, keep_system)
+        return memory_list(page)
 
     @delete(
         "",

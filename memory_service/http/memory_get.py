@@ -1,5 +1,5 @@
-"""`GET /api/memory` answered from the ASGI scope (see http/fast_path.py): the same `get_answer`
-as `MemoryController.get_memories`.
+"""`GET /api/memory` answered from the ASGI scope (see http/fast_path.py): the same `get_page`
+as `MemoryController.get_memories`, rendered once per page (`page_answer`).
 
 The query string is parsed by Litestar's own parser. Litestar then converts each parameter
 leniently (`lastN=007`, `keepSystem=yes`) and answers a bad one with its own words, after the
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 
-from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
 from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, send_json, single_values
-from .memory import MemoryQuery, get_answer
+from .memory import MemoryQuery, get_page, page_answer
 
 PATH = "/api/memory"
 _TEXT = {
@@ -63,8 +62,8 @@ class MemoryGetFastPath(FastPath):
         wanted = first_headers(scope, CREDENTIAL_HEADERS)
         try:
             principal = await self.principal(scope, wanted)
-            found = await get_answer(self.services, principal, query)
+            page = await get_page(self.services, principal, query)
         except Exception as exc:
             await self.refuse(scope, receive, send, exc)
             return
-        await send_json(send, encode_json(found))
+        await send_json(send, page_answer(page))

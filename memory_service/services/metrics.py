@@ -59,6 +59,14 @@ class Metrics:
         self.rate_limited = Counter(
             "memory_rate_limited", "Requests refused by the per-workspace rate limit.", registry=r
         )
+        pages = Counter(
+            "memory_page_reads",
+            "Pages of memories read (GET /api/memory and the tools), by whether the page was "
+            "answered from the read cache (its memory rows unchanged) or read anew.",
+            ["source"],
+            registry=r,
+        )
+        self._page_reads = {True: pages.labels("cache"), False: pages.labels("database")}
         # labels() validates and locks on every call; the label sets are few, so keep the children.
         self._children: dict[tuple[str, str, int], tuple] = {}
 
@@ -73,6 +81,9 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def page_read(self, cached: bool) -> None:
+        self._page_reads[cached].inc()
 
     def count_refusal(self, exc: ServiceError) -> None:
         """The domain refusals that operators watch, whichever endpoint raised them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy.engine import Connection
 
@@ -41,6 +42,12 @@ def _pick(
     return picked, more, total
 
 
+class PageRead(NamedTuple):
+    rows: list[MemoryRecord]  # what the page query found
+    memories: list[MemoryOut] | None  # None: the rows are the `known` ones, nothing more read
+    next_after: int | None  # the id to continue after, or None
+
+
 def read_page_txn(
     conn: Connection,
     workspace_id: int,
@@ -50,17 +57,22 @@ def read_page_txn(
     window: Window,
     budget: int,
     inline: bool = False,
-) -> tuple[list[MemoryOut], int | None] | None:
+    known: list[MemoryRecord] | None = None,
+) -> PageRead | None:
     """A page of memories (id > after, in id order) with their windows of messages, in two
-    queries whatever the page's size; returns (memories, the id to continue after, or None).
+    queries whatever the page's size.
 
     `inline`: give up (return None) rather than read more than a small read may.
+    `known`: the rows of a page read before (read_cache.py); when the page query finds the same
+    ones, their messages are the same too, and are not read.
     """
     _snapshot(conn)
     rows = sql.memory_page(conn, workspace_id, flt, after, limit + 1)
+    if rows == known:
+        return PageRead(rows, None, None)
     picked, more, total = _pick(rows, limit, window, budget)
     if not picked:
-        return [], None
+        return PageRead(rows, [], None)
     if inline and total + (len(picked) if window.keep_system else 0) > INLINE_MESSAGES:
         return None
     cap = INLINE_MESSAGE_BYTES if inline else sql.NO_CAP
@@ -77,7 +89,7 @@ def read_page_txn(
     for r in heads:
         by_id[r.memory_id].insert(0, message_of(r))
     memories = [memory_out(row, by_id[row.id], starts[row.id]) for row in picked]
-    return memories, (picked[-1].id if more else None)
+    return PageRead(rows, memories, picked[-1].id if more else None)
 
 
 def messages_txn(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ...settings import Settings
+from ...settings import MiB, Settings
 from ...storage import memory as sql
 from ...storage.database import Database
 from ...storage.memory import BlockRecord, Filter
@@ -22,7 +23,8 @@ from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
 from .ids import IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_pair
 from .pg_add import PgMemoryWrites
-from .reads import messages_txn, read_page_txn
+from .read_cache import Page, ReadCache
+from .reads import PageRead, messages_txn, read_page_txn
 from .results import MemoryOut, MessagePage, Window
 
 
@@ -37,6 +39,10 @@ class MemoryService(WorkspaceDataService):
         super().__init__(db, settings, **kwargs)
         # PostgreSQL: each write one server-side function call (migrations 0004, 0005).
         self._pg = None if db.is_sqlite else PgMemoryWrites(db)
+        # Sealed cursors in a cached page are handed out again for at most a tenth of their
+        # lifetime (and a minute): a cached answer's cursors are nearly as fresh as a new one's.
+        max_age = min(60.0, settings.cursor_ttl_seconds / 10)
+        self.read_cache = ReadCache(settings.read_cache_mb * MiB, max_age)
 
     async def _seal_data_cursors(self, workspace_id: int, memories: Sequence[MemoryOut]) -> None:
         """A sealed dataCursor on each memory that has older messages than those it carries."""
@@ -189,6 +195,23 @@ class MemoryService(WorkspaceDataService):
         keep_system: bool = False,
     ) -> tuple[list[MemoryOut], str | None]:
         """Matching memories (every memory when `flt` is None), a page at a time."""
+        page = await self.get_page(
+            workspace_id, flt, limit=limit, cursor=cursor, last_n=last_n, keep_system=keep_system
+        )
+        return page.memories, page.next_cursor
+
+    async def get_page(
+        self,
+        workspace_id: int,
+        flt: Filter | None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        last_n: int | None = None,
+        keep_system: bool = False,
+    ) -> Page:
+        """`get` as a `Page`, which may be one answered before (read_cache.py): treat it as
+        read-only."""
         limit = self.page_limit(limit)
         window = self.window(last_n, keep_system)
         flt = flt or Filter()
@@ -206,21 +229,35 @@ class MemoryService(WorkspaceDataService):
         # A page stops early (with a nextCursor) once it holds this many messages, so that a
         # response stays bounded however many memories and messages a page could name.
         budget = max(self.settings.max_response_messages, window.size)
-        args = (workspace_id, flt, after, limit, window, budget)
-        page: tuple[list[MemoryOut], int | None] | None = None
+        args = (workspace_id, flt, after, limit, window, budget)  # also the page's cache key
+        cached = self.read_cache.get(args)
+        known = None if cached is None else cached.rows
+        read: PageRead | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
-            page = await self.db.read(read_page_txn, *args, True, inline=True)
-        if page is None:
-            page = await self.db.read(read_page_txn, *args)
-        assert page is not None  # only the inline read gives up (None); a thread's read waits
-        memories, next_after = page
+            read = await self.db.read(read_page_txn, *args, True, known, inline=True)
+        if read is None:
+            read = await self.db.read(read_page_txn, *args, False, known)
+        assert read is not None  # only the inline read gives up (None); a thread's read waits
+        if read.memories is None:  # the rows of the cached page: its messages are unchanged
+            assert cached is not None
+            self._count_read(cached=True)
+            return cached
+        self._count_read(cached=False)
+        memories = read.memories
+        sealed_at = time.monotonic()
         await self._seal_data_cursors(workspace_id, memories)
         next_cursor = None
-        if next_after is not None:
+        if read.next_after is not None:
             await self.cursors.load()
             tag = tag or _filter_tag(flt)
-            next_cursor = self.cursors.seal("memories", workspace_id, [next_after, tag])
-        return memories, next_cursor
+            next_cursor = self.cursors.seal("memories", workspace_id, [read.next_after, tag])
+        page = Page(memories, next_cursor, read.rows, sealed_at)
+        self.read_cache.put(args, page)
+        return page
+
+    def _count_read(self, cached: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.page_read(cached)
 
     async def messages(
         self,

@@ -264,10 +264,14 @@ def _on_service(setup: Callable[[Ctx, Scenario], None]) -> Callable[[Ctx, Scenar
     return lambda ctx, sc: setup(ctx, replace(sc, server="service"))
 
 
+READ_LAG = 200  # pairs: 400 requests, tens of milliseconds, far above an append's p99
+
+
 def append_read_script(ctx: Ctx, sc: Scenario) -> str:
-    """An agent's turn, over and over: append a message to a small memory, then read its last
-    20, then the next memory. Each read finds its memory changed since it was last read, so the
-    read cache never answers: what it costs when it cannot help."""
+    """Appends and reads in turn, as agents do, over the small memories: each pair appends a
+    message to one memory and reads the last 20 of the memory appended READ_LAG pairs before,
+    whose append has long been answered. So every read finds its memory changed since it was
+    last read, and the read cache never answers: what the cache costs when it cannot help."""
     head = {**memory_bench.JSON, **ctx.auth()}
     conversation = memory_bench.SMALL + "{n}"
     append = {"conversationId": conversation, "role": "user", "content": memory_bench.TEXT_200}
@@ -282,6 +286,9 @@ def append_read_script(ctx: Ctx, sc: Scenario) -> str:
         "  counter = counter + 1",
         "  local n = tostring((math.floor(tid * nkeys / threads) + math.floor(counter / 2))"
         " % nkeys)",
+        "  if counter % 2 == 1 then",
+        f"    n = tostring((tonumber(n) - {READ_LAG}) % nkeys)",
+        "  end",
         "  if counter % 2 == 0 then",
         f"    local body = {harness.lua_str(before)} .. n .. {harness.lua_str(after)}",
         '    return wrk.format("POST", "/api/memory", nil, body)',

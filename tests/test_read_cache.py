@@ -5,6 +5,9 @@ unchanged. These tests drive three apps over one database, as three replicas or 
 be: `reader` with the cache (the default), `plain` with it off (MEMORY_READ_CACHE_MB=0), and
 `writer`, which makes most changes, so that `reader` learns of them only through the database.
 Every answer of `reader` must be the answer of `plain`, cursors opened to what they point at.
+
+A page is kept once two reads in a row find its rows unchanged, and answered from the cache from
+the third on: `same_reads` reads three times.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import urllib.parse
 
 import pytest
 
+from memory_service.services.memory.read_cache import ENTRY_OVERHEAD
 from tests.conftest import Api, make_api
 
 SEED = 20261130
@@ -67,10 +71,10 @@ class Apps:
         return page_reads(self.services)
 
     async def same_reads(self, path: str, params: dict) -> dict:
-        """`reader` answers twice (the second time from its cache, if the first filled it)
-        and `plain` once: all three alike. Returns the answer."""
+        """`reader` answers three times (the third from its cache, when nothing changed
+        meanwhile) and `plain` once: all alike. Returns the answer."""
         want = await self.plain.client.get(path, params=params, headers=self.auth)
-        for _ in range(2):
+        for _ in range(3):
             got = await self.reader.client.get(path, params=params, headers=self.auth)
             assert got.status_code == want.status_code, (path, params, got.text)
             assert got.headers["content-type"] == want.headers["content-type"]
@@ -97,23 +101,47 @@ def memory_params(conversation: str, block: str | None) -> dict:
 
 
 async def test_a_repeated_read_is_answered_from_the_cache(apps: Apps) -> None:
-    """The cache works: the second read of an unchanged memory is not read from the
-    database, and its bytes are the first answer's, cursor included."""
+    """The cache works: the second read of an unchanged memory keeps the page, the third is
+    not read from the database, and its bytes are the second answer's, cursor included."""
     batch = [{"role": "user", "content": f"m{i}"} for i in range(30)]
     r = await apps.writer.client.post(
         "/api/memory", json={"conversationId": "c", "messages": batch}, headers=apps.auth
     )
     assert r.status_code == 200, r.text
     params = {"conversationId": "c", "lastN": 20}
-    first = await apps.reader.client.get("/api/memory", params=params, headers=apps.auth)
-    assert apps.page_reads() == {"cache": 0.0, "database": 1.0}
-    second = await apps.reader.client.get("/api/memory", params=params, headers=apps.auth)
-    assert apps.page_reads() == {"cache": 1.0, "database": 1.0}
-    assert second.content == first.content
-    assert [m["content"] for m in first.json()["memories"][0]["data"]] == [
+    answers = []
+    for reads in ({"cache": 0.0, "database": 1.0}, {"cache": 0.0, "database": 2.0}):
+        answers.append(
+            await apps.reader.client.get("/api/memory", params=params, headers=apps.auth)
+        )
+        assert apps.page_reads() == reads
+    third = await apps.reader.client.get("/api/memory", params=params, headers=apps.auth)
+    assert apps.page_reads() == {"cache": 1.0, "database": 2.0}
+    assert third.content == answers[1].content
+    assert apps.opened(answers[0].content) == apps.opened(third.content)
+    assert [m["content"] for m in third.json()["memories"][0]["data"]] == [
         f"m{i}" for i in range(10, 30)
     ]
-    assert first.json()["memories"][0]["dataCursor"]
+    assert third.json()["memories"][0]["dataCursor"]
+
+
+async def test_a_memory_read_after_each_change_is_never_kept(apps: Apps) -> None:
+    """An agent's turns: append, then read. Every read finds its memory changed, so the cache
+    keeps no page (only the rows it saw) and answers none."""
+    cache = apps.services.memory.read_cache
+    params = {"conversationId": "agent", "lastN": 20}
+    for turn in range(30):
+        body = {"conversationId": "agent", "role": "user", "content": f"turn {turn}"}
+        assert (
+            await apps.reader.client.post("/api/memory", json=body, headers=apps.auth)
+        ).is_success
+        answer = await apps.same_reads("/api/memory", params) if turn % 10 == 9 else None
+        r = await apps.reader.client.get("/api/memory", params=params, headers=apps.auth)
+        assert r.json()["memories"][0]["data"][-1]["content"] == f"turn {turn}"
+        if answer is None:
+            assert cache.bytes == ENTRY_OVERHEAD * 2  # one memory's rows, no page
+    # Only reads repeated on purpose: the third and fourth read of turns 9, 19 and 29.
+    assert apps.page_reads()["cache"] == 6.0
 
 
 async def test_a_change_through_another_app_is_seen_at_once(apps: Apps) -> None:
@@ -224,13 +252,13 @@ async def test_workspaces_do_not_share_cached_pages(apps: Apps) -> None:
     for auth, text in ((apps.auth, "mine"), (other, "theirs")):
         body = {"conversationId": "same", "role": "user", "content": text}
         assert (await apps.writer.client.post("/api/memory", json=body, headers=auth)).is_success
-    for _ in range(2):
+    for _ in range(3):
         for auth, text in ((apps.auth, "mine"), (other, "theirs")):
             r = await apps.reader.client.get(
                 "/api/memory", params={"conversationId": "same"}, headers=auth
             )
             assert [m["content"] for m in r.json()["memories"][0]["data"]] == [text]
-    assert apps.page_reads() == {"cache": 2.0, "database": 2.0}
+    assert apps.page_reads() == {"cache": 2.0, "database": 4.0}
 
 
 async def test_cached_cursors_are_resealed_after_a_tenth_of_their_lifetime(
@@ -250,7 +278,8 @@ async def test_cached_cursors_are_resealed_after_a_tenth_of_their_lifetime(
             r = await api.client.get("/api/memory", params=params, headers=auth)
             return r.json()["memories"][0]["dataCursor"]
 
-        first = await cursor()
+        await cursor()
+        first = await cursor()  # the page kept
         assert await cursor() == first  # within 0.3 s: the cached page
         await asyncio.sleep(0.35)
         fresh = await cursor()
@@ -277,11 +306,12 @@ async def test_the_cache_stays_within_its_bound(sqlite_database_url: str) -> Non
             body = {"conversationId": f"c{n}", "messages": [{"role": "user", "content": text}] * 5}
             assert (await api.client.post("/api/memory", json=body, headers=auth)).is_success
         for n in range(300):
-            r = await api.client.get(
-                "/api/memory", params={"conversationId": f"c{n}"}, headers=auth
-            )
-            assert r.status_code == 200
-            assert cache.bytes <= 1024 * 1024
+            for _ in range(2):  # the second read keeps the page
+                r = await api.client.get(
+                    "/api/memory", params={"conversationId": f"c{n}"}, headers=auth
+                )
+                assert r.status_code == 200
+                assert cache.bytes <= 1024 * 1024
         assert 0 < len(cache) < 300
         services = app.state.services  # type: ignore[attr-defined]
         counted = page_reads(services)
@@ -296,10 +326,13 @@ async def test_the_cache_stays_within_its_bound(sqlite_database_url: str) -> Non
         before = len(cache)
         body = {"conversationId": "big", "messages": [{"role": "user", "content": text}] * 80}
         assert (await api.client.post("/api/memory", json=body, headers=auth)).is_success
-        for _ in range(2):
+        counted = page_reads(services)
+        for _ in range(3):
             r = await api.client.get("/api/memory", params={"conversationId": "big"}, headers=auth)
             assert len(r.json()["memories"][0]["data"]) == 80
-        assert len(cache) == before  # 80 x 2 kB: over 128 KiB, read anew each time
+        counted["database"] += 3  # 80 x 2 kB: over 128 KiB, never kept, read anew each time
+        assert page_reads(services) == counted
+        assert len(cache) == before + 1  # its rows only
 
 
 def test_the_setting_is_checked() -> None:

@@ -8,9 +8,13 @@ in the read's own snapshot) would read the same messages: it answers with the ca
 of reading and rendering them again. Nothing is invalidated by hand, so a write by another
 process or replica is seen exactly as soon as an uncached read would see it.
 
-What a cached page holds beyond its rows is bounded: entries are dropped oldest-used first past
-`MEMORY_READ_CACHE_MB`, and each is dropped once its sealed cursors are `max_age` old, so that a
-cached answer never hands out a cursor much older than a fresh read would.
+A page is kept only once two reads in a row found the same rows (the first leaves its rows
+only, `Seen`): a memory read after each change, as an agent appends then reads, is never kept,
+which would cost every such read and help none.
+
+What the cache holds is bounded: entries are dropped oldest-used first past
+`MEMORY_READ_CACHE_MB`, and a page once its sealed cursors are `max_age` old, so that a cached
+answer never hands out a cursor much older than a fresh read would.
 """
 
 from __future__ import annotations
@@ -51,6 +55,16 @@ class Page:
         return 2 * text + ENTRY_OVERHEAD * (1 + len(self.memories))
 
 
+@dataclass(slots=True)
+class Seen:
+    """The rows of a page read once: the page is kept if the next read finds them again."""
+
+    rows: list[MemoryRecord]
+
+    def size(self) -> int:
+        return ENTRY_OVERHEAD * (1 + len(self.rows))
+
+
 class ReadCache:
     """Least recently used pages, at most `max_bytes` of them (0: nothing is kept)."""
 
@@ -58,24 +72,33 @@ class ReadCache:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.bytes = 0
-        self._pages: OrderedDict[Hashable, tuple[Page, int]] = OrderedDict()
+        self._pages: OrderedDict[Hashable, tuple[Page | Seen, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pages)
 
-    def get(self, key: Hashable) -> Page | None:
-        """The page cached under `key`, unless its cursors are too old to hand out again."""
+    def get(self, key: Hashable) -> Page | Seen | None:
+        """What is kept under `key`; a page only while its cursors are young enough to hand out
+        again."""
         found = self._pages.get(key)
         if found is None:
             return None
-        page = found[0]
-        if time.monotonic() - page.sealed_at > self.max_age:
+        entry = found[0]
+        if isinstance(entry, Page) and time.monotonic() - entry.sealed_at > self.max_age:
             self.drop(key)
             return None
         self._pages.move_to_end(key)
-        return page
+        return entry
 
-    def put(self, key: Hashable, page: Page) -> None:
+    def keep(self, key: Hashable, before: Page | Seen | None, page: Page) -> None:
+        """After a read of `page` that the cache did not answer (`before`: what was kept under
+        `key`): the page itself when the read before found the same rows, else its rows."""
+        if isinstance(before, Seen) and before.rows == page.rows:
+            self.put(key, page)
+        else:
+            self.put(key, Seen(page.rows))
+
+    def put(self, key: Hashable, page: Page | Seen) -> None:
         if not self.max_bytes:
             return
         self.drop(key)

@@ -231,7 +231,7 @@ class MemoryService(WorkspaceDataService):
         budget = max(self.settings.max_response_messages, window.size)
         args = (workspace_id, flt, after, limit, window, budget)  # also the page's cache key
         cached = self.read_cache.get(args)
-        known = None if cached is None else cached.rows
+        known = cached.rows if isinstance(cached, Page) else None
         read: PageRead | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
             read = await self.db.read(read_page_txn, *args, True, known, inline=True)
@@ -239,7 +239,7 @@ class MemoryService(WorkspaceDataService):
             read = await self.db.read(read_page_txn, *args, False, known)
         assert read is not None  # only the inline read gives up (None); a thread's read waits
         if read.memories is None:  # the rows of the cached page: its messages are unchanged
-            assert cached is not None
+            assert isinstance(cached, Page)
             self._count_read(cached=True)
             return cached
         self._count_read(cached=False)
@@ -252,7 +252,7 @@ class MemoryService(WorkspaceDataService):
             tag = tag or _filter_tag(flt)
             next_cursor = self.cursors.seal("memories", workspace_id, [read.next_after, tag])
         page = Page(memories, next_cursor, read.rows, sealed_at)
-        self.read_cache.put(args, page)
+        self.read_cache.keep(args, cached, page)
         return page
 
     def _count_read(self, cached: bool) -> None:

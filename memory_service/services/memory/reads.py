@@ -44,7 +44,7 @@ def _pick(
 
 class PageRead(NamedTuple):
     rows: list[MemoryRecord]  # what the page query found
-    memories: list[MemoryOut] | None  # None: the rows are the `known` ones, nothing more read
+    memories: list[MemoryOut]
     next_after: int | None  # the id to continue after, or None
 
 
@@ -57,19 +57,14 @@ def read_page_txn(
     window: Window,
     budget: int,
     inline: bool = False,
-    known: list[MemoryRecord] | None = None,
 ) -> PageRead | None:
     """A page of memories (id > after, in id order) with their windows of messages, in two
     queries whatever the page's size.
 
     `inline`: give up (return None) rather than read more than a small read may.
-    `known`: the rows of a page read before (read_cache.py); when the page query finds the same
-    ones, their messages are the same too, and are not read.
     """
     _snapshot(conn)
     rows = sql.memory_page(conn, workspace_id, flt, after, limit + 1)
-    if rows == known:
-        return PageRead(rows, None, None)
     picked, more, total = _pick(rows, limit, window, budget)
     if not picked:
         return PageRead(rows, [], None)

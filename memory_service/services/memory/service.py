@@ -231,17 +231,21 @@ class MemoryService(WorkspaceDataService):
         budget = max(self.settings.max_response_messages, window.size)
         args = (workspace_id, flt, after, limit, window, budget)  # also the page's cache key
         cached = self.read_cache.get(args)
-        known = cached.rows if isinstance(cached, Page) else None
+        if isinstance(cached, Page):
+            # Its memory rows, in one statement (its own snapshot: no BEGIN and COMMIT); the
+            # same ones mean the same messages, so the kept page is the answer.
+            rows = await self.db.read_statement(
+                sql.memory_page, workspace_id, flt, after, limit + 1
+            )
+            if rows == cached.rows:
+                self._count_read(cached=True)
+                return cached
         read: PageRead | None = None
         if self.db.is_sqlite:  # a small read first, on the loop's thread; else in a thread
-            read = await self.db.read(read_page_txn, *args, True, known, inline=True)
+            read = await self.db.read(read_page_txn, *args, True, inline=True)
         if read is None:
-            read = await self.db.read(read_page_txn, *args, False, known)
+            read = await self.db.read(read_page_txn, *args)
         assert read is not None  # only the inline read gives up (None); a thread's read waits
-        if read.memories is None:  # the rows of the cached page: its messages are unchanged
-            assert isinstance(cached, Page)
-            self._count_read(cached=True)
-            return cached
         self._count_read(cached=False)
         memories = read.memories
         sealed_at = time.monotonic()

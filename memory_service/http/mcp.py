@@ -222,7 +222,7 @@ class McpEndpoint:
         """The workspace's memories, a page at a time (the service's own cursor)."""
         cursor = params.cursor if params is not None else None
         try:
-            memories, next_cursor = await self.services.memory.get(
+            page = await self.services.memory.get_page(
                 _principal(ctx).workspace_id, None, cursor=cursor, last_n=0
             )
         except ServiceError as exc:
@@ -236,9 +236,9 @@ class McpEndpoint:
                     mime_type="application/json",
                     description=f"{x.message_count} message(s)",
                 )
-                for x in memories
+                for x in page.memories
             ],
-            next_cursor=next_cursor,
+            next_cursor=page.next_cursor,
         )
 
     async def _read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> Any:

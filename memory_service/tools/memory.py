@@ -100,7 +100,7 @@ def _transcript(memories: list[MemoryOut]) -> Iterator[str]:
 
 
 async def run_read(ctx: Context, p: dict[str, Any]) -> AsyncIterator[Emitted]:
-    memories, next_cursor = await ctx.services.memory.get(
+    page = await ctx.services.memory.get_page(
         ctx.workspace_id,
         p["filter"],
         limit=p["limit"],
@@ -108,6 +108,7 @@ async def run_read(ctx: Context, p: dict[str, Any]) -> AsyncIterator[Emitted]:
         last_n=p["lastN"],
         keep_system=p["keepSystem"],
     )
+    memories, next_cursor = page.memories, page.next_cursor
     more = "; more: pass next_cursor as cursor" if next_cursor else ""
     # The summary on its own write: it is ready as soon as the read is, before the page of
     # memories is shaped, checked and encoded.

@@ -184,22 +184,6 @@ class MemoryService(WorkspaceDataService):
             self.metrics.messages_added(len(msgs), memories_created=int(created))
         return memory, replayed
 
-    async def get(
-        self,
-        workspace_id: int,
-        flt: Filter | None,
-        *,
-        limit: int | None = None,
-        cursor: str | None = None,
-        last_n: int | None = None,
-        keep_system: bool = False,
-    ) -> tuple[list[MemoryOut], str | None]:
-        """Matching memories (every memory when `flt` is None), a page at a time."""
-        page = await self.get_page(
-            workspace_id, flt, limit=limit, cursor=cursor, last_n=last_n, keep_system=keep_system
-        )
-        return page.memories, page.next_cursor
-
     async def get_page(
         self,
         workspace_id: int,
@@ -210,8 +194,8 @@ class MemoryService(WorkspaceDataService):
         last_n: int | None = None,
         keep_system: bool = False,
     ) -> Page:
-        """`get` as a `Page`, which may be one answered before (read_cache.py): treat it as
-        read-only."""
+        """Matching memories (every memory when `flt` is None), a page at a time. The page may be
+        one answered before (read_cache.py): treat it as read-only."""
         limit = self.page_limit(limit)
         window = self.window(last_n, keep_system)
         flt = flt or Filter()

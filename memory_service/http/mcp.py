@@ -258,7 +258,8 @@ class McpEndpoint:
     async def _read_memory(self, workspace: int, uri: str) -> types.ReadResourceResult:
         conversation, block = _parse_memory_uri(uri)
         service = self.services.memory
-        memories, _ = await service.get(workspace, service.filter(conversation, None, block, None))
+        flt = service.filter(conversation, None, block, None)
+        memories = (await service.get_page(workspace, flt)).memories
         if not memories:
             raise NotFound(f"no memory at {uri}", code="memory_not_found")
         memory = memories[0]

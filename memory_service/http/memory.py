@@ -13,7 +13,7 @@ from litestar.serialization import encode_json
 from ..clock import iso
 from ..services.container import Services
 from ..services.errors import BadRequest
-from ..services.memory import Filter, MemoryService
+from ..services.memory import MemoryService
 from ..services.memory.read_cache import Page
 from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
@@ -90,26 +90,6 @@ def block_from_path(request: Request) -> str:
     return path_rest(request.scope, BLOCKS_PREFIX, "blockId", "invalid_id")
 
 
-async def read_page(
-    services: Services,
-    principal: Principal,
-    flt: Filter | None,
-    limit: int | None,
-    cursor: str | None,
-    last_n: int | None,
-    keep_system: bool,
-) -> Page:
-    """get (with a filter) and getAll (without): the same read."""
-    return await services.memory.get_page(
-        principal.workspace_id,
-        flt,
-        limit=limit,
-        cursor=cursor,
-        last_n=last_n,
-        keep_system=keep_system,
-    )
-
-
 def memory_list(page: Page) -> MemoryList:
     """The answer to a page read: one shape for get and getAll."""
     return MemoryList(
@@ -145,8 +125,15 @@ class MemoryQuery:
 async def get_page(services: Services, principal: Principal, q: MemoryQuery) -> Page:
     """memoryGet's page: the one implementation behind both `MemoryController.get_memories`
     and the fast path (http/memory_get.py)."""
-    flt = services.memory.filter(q.conversation_id, q.legacy_id, q.block_id, q.block_name)
-    return await read_page(services, principal, flt, q.limit, q.cursor, q.last_n, q.keep_system)
+    memory = services.memory
+    return await memory.get_page(
+        principal.workspace_id,
+        memory.filter(q.conversation_id, q.legacy_id, q.block_id, q.block_name),
+        limit=q.limit,
+        cursor=q.cursor,
+        last_n=q.last_n,
+        keep_system=q.keep_system,
+    )
 
 
 async def add_answer(
@@ -253,8 +240,14 @@ class MemoryController(Controller):
         last_n: LastN = None,
         keep_system: KeepSystem = False,
     ) -> MemoryList:
-        services = request.app.state.services
-        page = await read_page(services, principal, None, limit, cursor, last_n, keep_system)
+        page = await memory_of(request).get_page(
+            principal.workspace_id,
+            None,
+            limit=limit,
+            cursor=cursor,
+            last_n=last_n,
+            keep_system=keep_system,
+        )
         return memory_list(page)
 
     @delete(

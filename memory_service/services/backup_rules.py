@@ -184,6 +184,9 @@ class Checker:
         self.workspaces: dict[str, int] = {}  # name -> line
         self.refs: dict[int, str] = {}  # memory ref -> its workspace
         self.key_hashes: dict[str, int] = {}
+        # Refs of idempotency records whose memory was deleted (not in the file): a memory of
+        # another workspace may not come with that ref later (ids are unique in the source).
+        self.dangling: dict[int, tuple[str, Where]] = {}
         self.ws: _Workspace | None = None
 
     def record(self, line: int, record: dict) -> tuple[sql.Spec, dict]:
@@ -191,7 +194,7 @@ class Checker:
         where = Where(line, kind)
         spec = sql.BY_KIND.get(kind)
         if spec is None:
-            raise BackupError(f"line {line}: unknown record type {kind!r}")
+            raise where.bad("type", f"{kind!r} is not a record type of this format")
         params = decode(spec, record, where)
         if spec is sql.WORKSPACE:
             self._close()
@@ -211,7 +214,7 @@ class Checker:
     def _of_current(self, where: Where, spec: sql.Spec, record: dict) -> _Workspace:
         ws = self.ws
         if ws is None:
-            raise BackupError(f"line {where.line}: a {spec.kind} record before any workspace")
+            raise where.bad("type", "comes before any workspace record")
         if spec.parent == "workspace" and record["workspace"] != ws.name:
             raise where.bad(
                 "workspace",
@@ -219,10 +222,10 @@ class Checker:
                 f"{ws.name!r} (line {ws.where.line}): a workspace's records follow it",
             )
         if _ORDER[spec.kind] < ws.stage:
-            raise BackupError(
-                f"line {where.line}: a {spec.kind} record after the workspace's "
-                f"{sql.SPECS[ws.stage].kind} records (the order is "
-                f"{', '.join(s.kind for s in sql.SPECS)})"
+            raise where.bad(
+                "type",
+                f"comes after the workspace's {sql.SPECS[ws.stage].kind} records (a "
+                f"workspace's records come in the order {', '.join(s.kind for s in sql.SPECS)})",
             )
         ws.stage = _ORDER[spec.kind]
         return ws
@@ -243,7 +246,7 @@ class Checker:
 
     def _api_key(self, ws: _Workspace, where: Where, p: dict, _record: dict) -> None:
         if not self.with_keys:
-            raise BackupError(f"line {where.line}: an API key in a file whose header says none")
+            raise where.bad("type", 'an API key in a file whose header says "apiKeys": false')
         _api(where, "key_hash", check_key_hash, p["key_hash"])
         if p["key_hash"] in self.key_hashes:
             raise _twice(where, "key_hash", "this key", self.key_hashes[p["key_hash"]])
@@ -265,11 +268,14 @@ class Checker:
         if p["size"] != size:
             raise where.bad("size", f"is {p['size']}, but key and value hold {size} bytes")
         version, counter = p["version"], ws.params["version_seq"]
-        if not 1 <= version <= counter:
-            raise where.bad(
-                "version",
-                f"is {version}; it must be between 1 and the workspace's version_seq {counter} "
-                f"(line {ws.where.line}), which gives every write its version",
+        if version < 1:
+            raise where.bad("version", f"is {version}; versions start at 1")
+        if version > counter:
+            raise ws.where.bad(
+                "version_seq",
+                f"is {counter}, but line {where.line} holds a KV entry of version {version}: "
+                "every write takes its version from this counter, so versions (ETags) would "
+                "be reused",
             )
         if version in ws.versions:
             raise _twice(where, "version", f"version {version}", ws.versions[version])
@@ -296,6 +302,11 @@ class Checker:
         if ref in self.refs:
             raise where.bad("ref", f"memory ref {ref} appears twice")
         self.refs[ref] = ws.name
+        dangling = self.dangling.get(ref)
+        if dangling is not None and dangling[0] != ws.name:
+            raise dangling[1].bad(
+                "memory", f"is {ref}, a memory of workspace {ws.name!r} (line {where.line})"
+            )
         if p["updated_at"] < p["created_at"]:
             raise where.bad("updated_at", "is before created_at")
         ws.memories[ref] = _Memory(where, p)
@@ -358,8 +369,10 @@ class Checker:
                     f"and count name messages up to seq {end - 1}, but the memory's next_seq "
                     f"is {next_seq} (line {memory.where.line})",
                 )
-        elif self.refs.get(ref, ws.name) != ws.name:
+        elif ref in self.refs:  # a memory of a workspace before this one
             raise where.bad("memory", f"is {ref}, a memory of workspace {self.refs[ref]!r}")
+        else:  # or of one after it: refused when that memory comes
+            self.dangling.setdefault(ref, (ws.name, where))
 
     # --- a workspace's totals ---------------------------------------------------------------
     def _close(self) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Column, Integer
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from ..settings import Settings
 from ..storage import backup as sql
@@ -33,7 +34,7 @@ from .workspaces import check_key_hash, check_key_prefix, check_label, check_nam
 T = TypeVar("T")
 
 # Every integer of the schema (times, sizes, counters, versions, seqs) is at least 0.
-_INT_MAX = {Integer: 2**31 - 1, BigInteger: 2**63 - 1}
+_INT_MAX: dict[type, int] = {Integer: 2**31 - 1, BigInteger: 2**63 - 1}
 # What MemoryService.add stores as an idempotency record's request hash (a SHA-256 hex digest).
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _ORDER = {spec.kind: i for i, spec in enumerate(sql.SPECS)}
@@ -128,9 +129,15 @@ def decode(spec: sql.Spec, record: dict, where: Where) -> dict:
         raise where.bad(sorted(unknown)[0], f"is not a field of a {spec.kind} record")
     params: dict[str, Any] = {}
     for col in spec.columns:
-        if col.name not in record:
+        if col.name in record:
+            params[col.name] = _decode_column(col, record[col.name], where)
+        elif isinstance(col.default, ScalarElementColumnDefault):
+            # (a column added with a default after the file was made: checked as that value)
+            params[col.name] = col.default.arg
+        elif col.nullable and col.server_default is None:
+            params[col.name] = None
+        else:
             raise where.bad(col.name, "is missing")
-        params[col.name] = _decode_column(col, record[col.name], where)
     if "workspace" in _FIELDS[spec.kind] and not isinstance(record.get("workspace"), str):
         raise where.bad("workspace", "must be the name of a workspace")
     for name in ("ref", "memory"):
@@ -300,7 +307,7 @@ class Checker:
         ws.pairs[conv, block] = where.line
         ref = record["ref"]
         if ref in self.refs:
-            raise where.bad("ref", f"memory ref {ref} appears twice")
+            raise where.bad("ref", f"memory ref {ref} appears twice")  # (in any workspace)
         self.refs[ref] = ws.name
         dangling = self.dangling.get(ref)
         if dangling is not None and dangling[0] != ws.name:
@@ -366,8 +373,8 @@ class Checker:
             if end > next_seq:
                 raise where.bad(
                     "first_seq",
-                    f"and count name messages up to seq {end - 1}, but the memory's next_seq "
-                    f"is {next_seq} (line {memory.where.line})",
+                    f"is {p['first_seq']} with count {p['count']}: messages up to seq {end - 1}, "
+                    f"but the memory's next_seq is {next_seq} (line {memory.where.line})",
                 )
         elif ref in self.refs:  # a memory of a workspace before this one
             raise where.bad("memory", f"is {ref}, a memory of workspace {self.refs[ref]!r}")

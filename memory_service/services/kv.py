@@ -43,6 +43,11 @@ def check_key(key: str, max_bytes: int) -> bytes:
     return raw
 
 
+def check_value_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise TooLarge(f"value is {size} bytes; the maximum is {max_bytes}", code="value_too_large")
+
+
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string that starts with `prefix`."""
     stripped = prefix.rstrip(b"\xff")
@@ -280,11 +285,7 @@ class KvService(WorkspaceDataService):
     ) -> Written:
         raw_key = self.key(key)
         ttl = check_ttl(ttl)
-        if len(value) > self.settings.max_value_bytes:
-            raise TooLarge(
-                f"value is {len(value)} bytes; the maximum is {self.settings.max_value_bytes}",
-                code="value_too_large",
-            )
+        check_value_size(len(value), self.settings.max_value_bytes)
         conditions = Preconditions.parse(if_match, if_none_match)
         stored_type = check_media_type(content_type or DEFAULT_CONTENT_TYPE)
         now = self.clock()

@@ -47,6 +47,8 @@ def test_what_the_subclass_overrides_is_still_uvicorns() -> None:
         "on_header",
         "send_400_response",
         "on_headers_complete",
+        "on_message_complete",
+        "on_response_complete",
         "eof_received",
         "connection_lost",
     }
@@ -66,7 +68,7 @@ def test_the_subclass_state_does_not_collide_with_uvicorns() -> None:
         for name in vars(BoundedHttpToolsProtocol)
         if name.startswith("_") and not name.startswith("__")
     }
-    assert {"_in_head", "_head_timer", "_lingering", "_refuse"} <= own
+    assert {"_in_head", "_head_timer", "_in_body", "_body_timer", "_lingering", "_refuse"} <= own
     # Every attribute uvicorn's class has, or assigns on an instance anywhere in its module.
     theirs = set(dir(HttpToolsProtocol))
     theirs |= set(re.findall(r"self\.(\w+)\s*[:=]", inspect.getsource(httptools_impl)))
@@ -75,9 +77,9 @@ def test_the_subclass_state_does_not_collide_with_uvicorns() -> None:
 
 
 def test_bounded_protocol_carries_its_limits() -> None:
-    cls = bounded_protocol(1234, 5.5)
+    cls = bounded_protocol(1234, 5.5, 7.5)
     assert issubclass(cls, BoundedHttpToolsProtocol)
-    assert (cls.max_head_bytes, cls.head_timeout) == (1234, 5.5)
+    assert (cls.max_head_bytes, cls.head_timeout, cls.body_timeout) == (1234, 5.5, 7.5)
 
 
 # --- on a real uvicorn server ---------------------------------------------------------------------

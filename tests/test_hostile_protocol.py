@@ -186,9 +186,13 @@ def test_every_route_refuses_a_held_body_without_a_key_at_once(
 def test_a_body_that_does_not_arrive_is_timed_out(
     live_server: LiveServer, key: str, method: str, path: str
 ) -> None:
+    request_id = f"body-timeout-{time.monotonic_ns()}"
     sock = open_with(
         live_server,
-        head(live_server, method, path, f"Authorization: Bearer {key}") + MEMORY[:10],
+        head(
+            live_server, method, path, f"Authorization: Bearer {key}", f"X-Request-ID: {request_id}"
+        )
+        + MEMORY[:10],
     )
     status, body, closed = answer_and_close(sock, timeout=BODY_TIMEOUT * 5)
     sock.close()
@@ -201,6 +205,19 @@ def test_a_body_that_does_not_arrive_is_timed_out(
     }
     assert kv(live_server, key, "never").status_code == 404
     assert memories(live_server, key, "held") == []
+    # Its access line says what the client was answered.
+    assert f'"request_id":"{request_id}"' in access_line(live_server, request_id)
+    assert '"status":408' in access_line(live_server, request_id)
+
+
+def access_line(server: LiveServer, request_id: str) -> str:
+    deadline = time.monotonic() + 5  # access lines are written at most 50 ms behind
+    while True:
+        for line in server.log_text().splitlines():
+            if f'"request_id":"{request_id}"' in line and '"message":"request"' in line:
+                return line
+        assert time.monotonic() < deadline, f"no access line for {request_id}"
+        time.sleep(0.05)
 
 
 def test_a_body_dribbled_steadily_is_cut_at_the_total_time(

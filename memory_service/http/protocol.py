@@ -24,6 +24,9 @@ DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT_SECONDS = 30.0
 DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 
+# Where a request answered by the protocol itself (a body timed out) notes its status, for the
+# access log and metrics (http/observe.py): the app, told the client left, answers nobody.
+ANSWERED_SCOPE_KEY = "memory_service.answered_by_protocol"
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 # After a refusal the server half-closes (FIN after the answer) and reads and drops what the
 # client still sends, for at most this long and this much, before it closes. Closing at once with
@@ -159,6 +162,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
         else:
             self._refuse(408, f"request body not received within {self.body_timeout:g} s")
+            cycle.scope[ANSWERED_SCOPE_KEY] = 408  # type: ignore[literal-required]
         # The app, waiting in receive() for the rest, is told the client is gone; whatever it
         # still sends is dropped (the answer is the 408 above).
         cycle.disconnected = True

@@ -69,7 +69,7 @@ def error_statuses(method: str, operation: Operation, global_security: list) -> 
     if operation.parameters or operation.request_body or method in WITH_BODY:
         statuses.add(400)
     if authenticated:
-        statuses |= {401, 404}
+        statuses |= {400, 401, 404}  # 400: two credentials (ambiguous_credentials)
         if not admin:
             statuses.add(429)  # per-workspace rate limit (MEMORY_RATE_LIMIT_RPS)
         if method in WRITES:

@@ -118,7 +118,11 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
         host=host,
         port=port,
         loop="uvloop",
-        http=bounded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+        http=bounded_protocol(
+            settings.max_header_bytes,
+            settings.header_timeout_seconds,
+            settings.body_timeout_seconds,
+        ),
         access_log=False,  # the app writes its own access lines (with request ids)
         log_config=None,  # keep the JSON logging set up above
         log_level=settings.log_level.lower(),

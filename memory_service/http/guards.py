@@ -1,5 +1,10 @@
 """Checks on the raw request that must happen before Litestar parses it.
 
+A body sent with a Content-Encoding (gzip, br, ...) is refused with 415: the service does not
+decode bodies, and storing the encoded bytes as if they were the value would be wrong. `identity`
+(no encoding) is accepted. The check runs before the body is read, after the credential
+(http/auth.py's `admit` and the admin guard; the fast paths with the headers they read).
+
 Litestar decodes a query string with `errors="replace"`: `?key=%ff` would reach a handler as
 U+FFFD, a different id than the client sent (paths are already decoded strictly, by the handlers
 that take ids from them). A query string that is not UTF-8 once percent-decoded is refused here
@@ -20,6 +25,8 @@ from litestar.types import (
     Scope,
     Send,
 )
+
+from ..services.errors import ServiceError
 
 _MESSAGE = "query string is not valid UTF-8 once percent-decoded"
 _REFUSAL = json.dumps(
@@ -60,3 +67,32 @@ class QueryGuard:
             await send(body)
             return
         await self.app(scope, receive, send)
+
+
+BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+
+
+class UnsupportedContentEncoding(ServiceError):
+    status = 415
+    code = "unsupported_content_encoding"
+
+
+def check_encoding(value: str | None) -> None:
+    """Refuse a Content-Encoding other than `identity` (a list of codings, any case)."""
+    if value is None:
+        return
+    codings = (coding.strip() for coding in value.split(","))
+    if any(coding and coding.lower() != "identity" for coding in codings):
+        raise UnsupportedContentEncoding(
+            f"Content-Encoding {value.strip()!r} is not supported: send the body unencoded "
+            "(identity)"
+        )
+
+
+def check_content_encoding(scope: Scope) -> None:
+    """`check_encoding` for each Content-Encoding header of a request that may carry a body."""
+    if scope.get("method") not in BODY_METHODS:
+        return
+    for name, value in scope["headers"]:
+        if name == b"content-encoding":
+            check_encoding(value.decode("latin-1"))

@@ -32,7 +32,7 @@ from ..services.kv import KvService
 from ..services.media_types import value_headers
 from ..services.shapes import etag
 from ..services.workspaces import Principal
-from .auth import bearer_or_api_key, principal_of, provide_principal
+from .auth import admit, principal_of, provide_principal, request_secret
 from .paths import path_rest
 from .schemas import Failure, KvDeleted, KvList, KvWritten, Usage, count
 
@@ -215,6 +215,7 @@ class KvController(Controller):
     # One dependency only: Litestar resolves several through an anyio task group per request,
     # which cost more than the whole database read of a KV get.
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @put(
         "/kv/{key:path}",
@@ -286,7 +287,7 @@ class KvController(Controller):
         status, answer, body = await read_answer(
             request.app.state.services,
             request.scope,
-            bearer_or_api_key(request),
+            request_secret(request.scope),
             headers.get("if-match"),
             headers.get("if-none-match"),
         )

@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 
 import mcp_types as types
 import msgspec
-from litestar import Litestar, Request
+from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException
 from litestar.handlers import asgi
@@ -38,14 +38,12 @@ from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest, input_schema
 from ..wire import messages as m
-from .auth import provide_principal
+from .auth import PRINCIPAL_SCOPE_KEY, admitted
 
 PATH = "/mcp"
 MEMORY_SCHEME = "memory://"
 MEMORY_TEMPLATE = "memory://{conversationId}/{blockId}"
 KV_SCHEME = "kv://"
-# Where the authenticated principal of a request waits for the MCP handlers.
-PRINCIPAL_SCOPE_KEY = "memory_service.mcp_principal"
 # A request carries a value as base64 (4/3 of its size) plus the JSON-RPC around it.
 BODY_SLACK = 64 * 1024
 INSTRUCTIONS = (
@@ -160,12 +158,10 @@ class McpEndpoint:
             # Stateless and JSON-only: no server-to-client stream to GET, no session to DELETE
             # (the spec's answer to a GET it does not serve is 405; the SDK would hold it open).
             raise MethodNotAllowedException(headers={"Allow": "POST"})
-        # The same credential check, rate limit and workspace note as every /api route; a
-        # refusal raises here and Litestar answers it with the usual error envelope.
-        request: Request = Request(scope, receive)
-        principal = await provide_principal(request, request.app.state)
-        # An extension key of the ASGI scope; Litestar's Scope type lists only the spec's keys.
-        scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+        # The same checks (credential, rate limit, body encoding) as every /api route, before
+        # the body is read; a refusal raises here and Litestar answers it with the usual error
+        # envelope. The principal waits in the scope (PRINCIPAL_SCOPE_KEY) for the handlers.
+        await admitted(self.services, scope)
         if self.manager is None:  # outside the app's lifespan
             raise RuntimeError("the MCP endpoint is not running")
         # The same ASGI scope and callables, typed by Litestar (TypedDicts) and by Starlette,

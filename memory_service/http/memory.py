@@ -17,7 +17,7 @@ from ..services.memory import MemoryService
 from ..services.memory.read_cache import Page
 from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
-from .auth import provide_principal
+from .auth import admit, provide_principal
 from .memory_schemas import (
     MemoryAddBody,
     MemoryAdded,
@@ -173,6 +173,7 @@ class MemoryController(Controller):
     # One dependency only (several cost an anyio task group per request); the service is
     # reached through app state.
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @post(
         "",

@@ -1,11 +1,16 @@
-"""uvicorn's httptools protocol with two limits it lacks: the size of a request head and the time
-a client may take to send it.
+"""uvicorn's httptools protocol with the limits it lacks: the size of a request head, the time
+a client may take to send it, and the time it may take to send the body.
 
 Without them, a client can send an endless header (httptools buffers it: 200 MB of one header
-cost the server 400 MB of memory here) or dribble a head a byte at a time and hold a connection
-forever (slowloris; uvicorn's keep-alive timeout restarts with every byte). Both are answered
-with the error envelope and the connection is closed; requests whose head arrives in one read,
-which is nearly all, pay nothing but a flag check.
+cost the server 400 MB of memory here), dribble a head a byte at a time and hold a connection
+forever (slowloris; uvicorn's keep-alive timeout restarts with every byte), or announce a body
+and never send it (the app waits in `receive()` for good). Each is answered with the error
+envelope (431, 408) and the connection is closed; requests whose head and body arrive in one
+read, which is nearly all, pay nothing but a flag check.
+
+And a request answered before its body has arrived (a refusal: no credential, a bad header)
+closes its connection once the answer is sent, rather than wait for the rest of a body nobody
+will read: uvicorn would keep the connection for as long as the client keeps sending it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT_SECONDS = 30.0
+DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 
+# Where a request answered by the protocol itself (a body timed out) notes its status, for the
+# access log and metrics (http/observe.py): the app, told the client left, answers nobody.
+ANSWERED_SCOPE_KEY = "memory_service.answered_by_protocol"
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
 # After a refusal the server half-closes (FIN after the answer) and reads and drops what the
 # client still sends, for at most this long and this much, before it closes. Closing at once with
@@ -33,11 +42,14 @@ class _HeadRefused(Exception):
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = DEFAULT_MAX_HEAD_BYTES
     head_timeout = DEFAULT_HEAD_TIMEOUT_SECONDS
+    body_timeout = DEFAULT_BODY_TIMEOUT_SECONDS
 
     _in_head = False  # between the first byte of a request and the end of its headers
     _head_read = 0  # bytes read while the head was incomplete (a head spread over reads)
     _head_fields = 0  # bytes of the URL and headers parsed (a head that came in one read)
     _head_timer: asyncio.TimerHandle | None = None
+    _in_body = False  # between the end of a request's head and the end of its body
+    _body_timer: asyncio.TimerHandle | None = None
     _refusal: tuple[int, str] | None = None
     _lingering = False
     _lingered = 0
@@ -49,7 +61,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self.transport.close()
             return
         super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if self._in_body and self._body_timer is None:
+            # The body did not come whole with its head: from now, it has body_timeout in all
+            # (however steadily its bytes come).
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
+        if not self._in_head:
             return
         # The head is still incomplete after this read, so (nearly) all of it was head. A read
         # that also ended the previous request's body is counted whole: at most one read over.
@@ -93,6 +111,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        # Until on_message_complete (at once for a request without a body); not for an upgrade,
+        # for which uvicorn makes no request cycle.
+        self._in_body = self.cycle is not None and self.cycle.scope is self.scope
+
+    def on_message_complete(self) -> None:
+        self._body_done()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # self.cycle is the latest request: the one answered unless another was pipelined.
+        if self._in_body and self.cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body arrived (a refusal): the rest of the body would only be
+            # read to be dropped, and a client announcing a body it never sends would hold the
+            # connection. Closed as after our own refusals, so that the answer still arrives.
+            self._body_done()
+            self._close_after_answer()
 
     def eof_received(self) -> None:
         # None, like uvicorn's: a false answer lets the transport close itself after EOF.
@@ -105,7 +140,33 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._body_done()
         super().connection_lost(exc)
+
+    def _body_done(self) -> None:
+        self._in_body = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self.pipeline:  # queued behind an earlier request (reading paused): not its fault
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
+            return
+        self._in_body = False
+        cycle = self.cycle
+        if cycle.response_started:  # the app answers already; the client will not get all of it
+            self.transport.close()
+        else:
+            self._refuse(408, f"request body not received within {self.body_timeout:g} s")
+            cycle.scope[ANSWERED_SCOPE_KEY] = 408  # type: ignore[literal-required]
+        # The app, waiting in receive() for the rest, is told the client is gone; whatever it
+        # still sends is dropped (the answer is the 408 above).
+        cycle.disconnected = True
+        cycle.message_event.set()
 
     def _too_large(self) -> str:
         return f"request head (request line and headers) is larger than {self.max_head_bytes} bytes"
@@ -128,6 +189,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             "connection: close\r\n\r\n"
         ).encode()
         self.transport.write(head + body)
+        self._close_after_answer()
+
+    def _close_after_answer(self) -> None:
+        """Half-close, then drop what the client still sends (bounded) until it is done too."""
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -136,10 +201,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
-def bounded_protocol(max_head_bytes: int, head_timeout: float) -> type[BoundedHttpToolsProtocol]:
+def bounded_protocol(
+    max_head_bytes: int,
+    head_timeout: float,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_SECONDS,
+) -> type[BoundedHttpToolsProtocol]:
     """The protocol class for `uvicorn.run(http=...)` with these limits."""
     return type(
         "BoundedHttpToolsProtocol",
         (BoundedHttpToolsProtocol,),
-        {"max_head_bytes": max_head_bytes, "head_timeout": head_timeout},
+        {
+            "max_head_bytes": max_head_bytes,
+            "head_timeout": head_timeout,
+            "body_timeout": body_timeout,
+        },
     )

@@ -25,7 +25,7 @@ from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest
 from ..wire.messages import NDJSON, SSE, encode_ndjson, encode_sse
-from .auth import provide_principal
+from .auth import admit, provide_principal
 
 YAML = "application/yaml"
 # Requests carry a value as base64 (4/3 of its size) plus the JSON around it.
@@ -163,6 +163,7 @@ class ToolsController(Controller):
     path = "/api"
     tags = ["tools"]
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @get(
         "/tools",

@@ -16,6 +16,7 @@ from .ids import (
     IDEMPOTENCY_KEY_LENGTH,
     ROLES,
     check_id,
+    check_idempotency_key,
     conversation_of,
     memory_key,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "MessagePage",
     "Window",
     "check_id",
+    "check_idempotency_key",
     "conversation_of",
     "memory_key",
 ]

@@ -21,7 +21,7 @@ from ..cursors import invalid_cursor
 from ..errors import BadRequest, TooLarge
 from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
-from .ids import IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_pair
+from .ids import ROLES, check_id, check_idempotency_key, conversation_of, memory_pair
 from .pg_add import PgMemoryWrites
 from .read_cache import Page, ReadCache
 from .reads import PageRead, messages_txn, read_page_txn
@@ -154,7 +154,7 @@ class MemoryService(WorkspaceDataService):
         window = self.window(last_n, keep_system)
         request_hash = None
         if idempotency_key is not None:
-            check_id(idempotency_key, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
+            check_idempotency_key(idempotency_key)
             canonical = [conv, block, name, [[m[0], m[1]] for m in msgs]]
             request_hash = hashlib.sha256(
                 json.dumps(canonical, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -6,10 +6,20 @@ MCP (a transcript page that says so, and error answers) is at the end, against a
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
+import httpx
+import mcp_types as types
 import pytest
+from mcp.shared.exceptions import MCPError
 
+from memory_service.client import MemoryServiceClient
+from memory_service.http.mcp import memory_uri
 from tests.conftest import Api
+from tests.support.live import new_workspace
+from tests.support.mcp import bearer, connect
+from tests.support.server import LiveServer
 
 JSON = {"Content-Type": "application/json"}
 
@@ -167,7 +177,10 @@ async def test_a_repeated_member_is_told_apart_from_a_repeated_value(api: Api) -
     body = b'{"conversationId":"c","role":"user","content":"\\"role\\": \\"role\\":"}'
     r = await api.client.post("/api/memory", content=body, headers={**h, **JSON})
     assert r.status_code == 200, r.text
-    batch = b'{"conversationId":"c","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}'
+    batch = (
+        b'{"conversationId":"c","messages":'
+        b'[{"role":"user","content":"a"},{"role":"user","content":"b"}]}'
+    )
     r = await api.client.post("/api/memory", content=batch, headers={**h, **JSON})
     assert r.status_code == 200 and r.json()["memories"][0]["messageCount"] == 4, r.text
 
@@ -276,7 +289,7 @@ async def test_the_longest_idempotency_key_works_both_ways(api: Api) -> None:
     assert memory["messageCount"] == 3  # seeded, header add, tool add (its own key)
 
 
-# --- the admin API's quota --------------------------------------------------------------------------
+# --- the admin API's quota -----------------------------------------------------------------------
 
 BAD_QUOTAS = {
     "string": (b'"100"', "invalid_request"),
@@ -324,3 +337,200 @@ async def test_a_quota_given_as_an_integer_works(api: Api) -> None:
         "/admin/workspaces/new/keys", content=b'{"label":7}', headers={**api.admin, **JSON}
     )
     assert "label" in refused(r, 400, "invalid_request")["error"]
+
+
+# --- MCP: a transcript cut at the page size, and the error answers of /mcp ----------------------
+
+# The live server of this module pages messages 3 at a time, and takes /mcp bodies of at most
+# 4000 + 64 KiB bytes (base64 of a 3000-byte value, and slack): its own process, see live_server.
+LIVE_SERVER_ENV = {"MEMORY_MAX_MESSAGE_PAGE": "3", "MEMORY_MAX_VALUE_BYTES": "3000"}
+
+
+@pytest.fixture(scope="module")
+def live(live_server: LiveServer) -> LiveServer:
+    return live_server
+
+
+_NOTE = re.compile(r"\[(\d+) of (\d+) messages shown, ([^;]+); ([^\]]+)\]\n")
+
+
+def _page(read: Any) -> tuple[dict, str]:
+    as_json, as_text = read.contents
+    assert as_json.mime_type == "application/json" and as_text.mime_type == "text/plain"
+    return json.loads(as_json.text), as_text.text
+
+
+async def test_a_cut_transcript_says_so_and_the_resource_pages_back_to_the_start(
+    live: LiveServer,
+) -> None:
+    key = new_workspace(live)
+    sent = [f"message {i}" for i in range(8)]
+    with MemoryServiceClient(live.url, key) as ms:
+        for text in sent:
+            ms.memory.add("c/1", "user", text, block_id="b")
+        ms.memory.add("short", "user", "one")
+    uri = memory_uri("c/1", "b")
+    pages = []
+    async with connect(live.url, bearer(key)) as c:
+        memory, text = _page(await c.read_resource(uri))
+        note = _NOTE.match(text)
+        assert note is not None, text
+        assert note.groups()[:3] == ("3", "8", "the newest")
+        while True:
+            lines = text[note.end() :].splitlines()
+            assert [x["content"] for x in memory["data"]] == [
+                x.removeprefix("user: ") for x in lines
+            ]
+            assert memory["messageCount"] == 8
+            pages.append(lines)
+            if note.group(4) == "there are none earlier":
+                assert memory["dataCursor"] is None
+                break
+            link = note.group(4).removeprefix("the earlier ones: read ")
+            assert link == f"{uri}?cursor={memory['dataCursor']}"  # the JSON's own cursor
+            memory, text = _page(await c.read_resource(link))
+            note = _NOTE.match(text)
+            assert note is not None, text
+            assert note.group(3) == "those just before the cursor"
+        whole = await c.read_resource(memory_uri("short", "default"))
+    # Newest page first, each in order: read back to front, every message once, in order.
+    assert [len(p) for p in pages] == [3, 3, 2]
+    assert [line for page in reversed(pages) for line in page] == [f"user: {t}" for t in sent]
+    # A memory that fits one page is the whole transcript, with nothing to say about it.
+    assert _page(whole)[1] == "user: one\n"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("?cursor=forged", "invalid_cursor"),
+        ("?page=2", "invalid_uri"),
+        ("?cursor=", "invalid_uri"),
+        ("?cursor=a&cursor=b", "invalid_uri"),
+    ],
+)
+async def test_a_memory_uri_with_a_bad_cursor_is_refused(
+    live: LiveServer, query: str, code: str
+) -> None:
+    key = new_workspace(live)
+    with MemoryServiceClient(live.url, key) as ms:
+        ms.memory.add("c", "user", "x")
+    uri = memory_uri("c", "default") + query
+    async with connect(live.url, bearer(key)) as c:
+        with pytest.raises(MCPError) as caught:
+            await c.read_resource(uri)
+    assert caught.value.code == types.INVALID_PARAMS
+    assert caught.value.error.data["code"] == code, caught.value.error.data
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+ENVELOPED = {
+    # what is sent: (method, path, extra headers, body) -> (status, code)
+    "no key": ("POST", "/mcp", {"Authorization": ""}, PING, 401, "unauthorized"),
+    "GET": ("GET", "/mcp", {}, None, 405, "method_not_allowed"),
+    "no such path": ("POST", "/mcp/tools", {}, PING, 404, "not_found"),
+    "Accept not JSON": ("POST", "/mcp", {"Accept": "text/html"}, PING, 406, "not_acceptable"),
+    "Content-Type not JSON": (
+        "POST",
+        "/mcp",
+        {"Content-Type": "text/plain"},
+        PING,
+        415,
+        "unsupported_media_type",
+    ),
+    "body too large": ("POST", "/mcp", {}, b" " * 70_000, 413, "body_too_large"),
+    "malformed JSON": ("POST", "/mcp", {}, b"{nope", 400, "invalid_request"),
+    "not UTF-8": (
+        "POST",
+        "/mcp",
+        {},
+        b'{"jsonrpc":"2.0","id":1,"method":"\xff"}',
+        400,
+        "invalid_request",
+    ),
+    "too deep": ("POST", "/mcp", {}, b"[" * 30000 + b"]" * 30000, 400, "invalid_request"),
+    "not JSON-RPC": ("POST", "/mcp", {}, b'{"hello":"world"}', 400, "invalid_request"),
+    "repeated member": (
+        "POST",
+        "/mcp",
+        {},
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/list"}',
+        400,
+        "duplicate_member",
+    ),
+}
+
+
+# The SDK serves two transports, picked by this header: the legacy one (none) and 2026-07-28's.
+PROTOCOLS = {"legacy": {}, "2026-07-28": {"MCP-Protocol-Version": "2026-07-28"}}
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "code"),
+    list(ENVELOPED.values()),
+    ids=list(ENVELOPED),
+)
+async def test_mcp_http_refusals_are_the_error_envelope(
+    live: LiveServer,
+    protocol: str,
+    method: str,
+    path: str,
+    headers: dict,
+    body: bytes | None,
+    status: int,
+    code: str,
+) -> None:
+    sent = {**bearer(new_workspace(live)), **MCP_HEADERS, **PROTOCOLS[protocol], **headers}
+    sent = {k: v for k, v in sent.items() if v}
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.request(method, f"{live.url}{path}", content=body, headers=sent)
+    assert r.status_code == status, r.text[:500]
+    assert r.headers["content-type"].startswith("application/json")
+    answer = r.json()
+    assert set(answer) == {"success", "error", "message", "code"}, answer
+    assert answer["success"] is False and answer["code"] == code, answer
+    assert answer["error"] == answer["message"] and answer["error"], answer
+
+
+@pytest.mark.parametrize(
+    ("body", "rpc_code"),
+    [
+        (b'{"jsonrpc":"2.0","id":7,"method":"nope"}', types.METHOD_NOT_FOUND),
+        (
+            b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":[]}}',
+            types.INVALID_PARAMS,
+        ),
+    ],
+)
+async def test_mcp_protocol_errors_stay_json_rpc(
+    live: LiveServer, body: bytes, rpc_code: int
+) -> None:
+    headers = {**bearer(new_workspace(live)), **MCP_HEADERS}
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{live.url}/mcp", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["jsonrpc"] == "2.0" and answer["id"] == 7, answer
+    assert answer["error"]["code"] == rpc_code, answer
+
+
+async def test_mcp_protocol_errors_with_a_4xx_status_stay_json_rpc(live: LiveServer) -> None:
+    # The 2026-07-28 transport answers a request's error with a 4xx status; the SDK's client
+    # reads it as that request's JSON-RPC error, so it is left as it is.
+    key = new_workspace(live)
+    headers = {**bearer(key), **MCP_HEADERS, **PROTOCOLS["2026-07-28"]}
+    body = b'{"jsonrpc":"2.0","id":7,"method":"nope"}'
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{live.url}/mcp", content=body, headers=headers)
+    assert 400 <= r.status_code < 500, r.text
+    answer = r.json()
+    assert answer["jsonrpc"] == "2.0" and answer["id"] == 7 and "success" not in answer, answer
+    assert isinstance(answer["error"]["code"], int), answer
+    # ... and through the SDK's client, a refused read is that read's error, code and data.
+    async with connect(live.url, bearer(key)) as c:
+        with pytest.raises(MCPError) as caught:
+            await c.read_resource("memory://nobody/default")
+    assert caught.value.code == types.INVALID_PARAMS
+    assert caught.value.error.data["code"] == "memory_not_found"

@@ -8,6 +8,17 @@ Nothing here decides anything the HTTP API does not: the credential is checked b
 dependency as every `/api` route (same keys, rate limit, workspace), and a tool call runs the same
 prepare/invoke as `POST /api/tools/{name}/invoke`. A refusal is an `isError` result whose text is
 the HTTP API's message and whose structured content is the HTTP error envelope (`code` included).
+
+Which errors are JSON-RPC and which are the service's envelope: an answer to a JSON-RPC request
+is JSON-RPC, always: a result, or an error object carrying the request's `id` (unknown method,
+bad params, a resource refused), with the status the protocol revision gives it (200 in the
+legacy transport; 400 or 404 in the 2026-07-28 one, which the SDK's client reads as JSON-RPC).
+Every other 4xx or 5xx answer of /mcp refuses the HTTP request itself, before any JSON-RPC
+request could be answered (no key, wrong method, no such path, `Accept` or `Content-Type` not
+JSON, body too large, not JSON, a repeated member, not a JSON-RPC message): it is the service's
+`{"success": false, "error", "message", "code"}` envelope, as on every other route. (The
+transport lets such an answer carry a JSON-RPC error with a null id, or nothing; no client
+could match either to a request.)
 """
 
 from __future__ import annotations
@@ -22,23 +33,27 @@ import mcp_types as types
 import msgspec
 from litestar import Litestar, Request
 from litestar.enums import ScopeType
-from litestar.exceptions import MethodNotAllowedException
+from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.handlers import asgi
-from litestar.types import Receive, Scope, Send
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
+from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.jsonrpc import INVALID_PARAMS, PARSE_ERROR
 
 from .. import __version__
 from ..services.container import Services
-from ..services.errors import NotFound, ServiceError
+from ..services.errors import BadRequest, NotFound, ServiceError, TooLarge
+from ..services.memory import MemoryOut
 from ..services.shapes import memory_item
 from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest, input_schema
 from ..wire import messages as m
 from .auth import provide_principal
+from .errors import status_code_name
+from .json_body import check_members
 
 PATH = "/mcp"
 MEMORY_SCHEME = "memory://"
@@ -64,15 +79,154 @@ def kv_uri(key: str) -> str:
     return f"{KV_SCHEME}{quote(key, safe='')}"
 
 
-def _parse_memory_uri(uri: str) -> tuple[str, str]:
-    conversation, sep, block = uri[len(MEMORY_SCHEME) :].partition("/")
+def _parse_memory_uri(uri: str) -> tuple[str, str, str | None]:
+    """(conversationId, blockId, cursor): `memory://{conversationId}/{blockId}`, optionally with
+    `?cursor=` (a `dataCursor`) to read the page of messages before it."""
+    where, _, query = uri[len(MEMORY_SCHEME) :].partition("?")
+    conversation, sep, block = where.partition("/")
     if not sep or not conversation or not block or "/" in block:
         raise _invalid(f"a memory URI is {MEMORY_TEMPLATE}, each part percent-encoded", uri)
-    return unquote(conversation, errors="strict"), unquote(block, errors="strict")
+    cursor = None
+    if query:
+        name, eq, value = query.partition("=")
+        if name != "cursor" or not eq or not value or "&" in value:
+            raise _invalid("a memory URI takes one query parameter: ?cursor=<dataCursor>", uri)
+        cursor = unquote(value, errors="strict")
+    return unquote(conversation, errors="strict"), unquote(block, errors="strict"), cursor
+
+
+def _transcript(uri: str, memory: MemoryOut, cursor: str | None) -> str:
+    """A memory's messages as text, one `role: content` line each; when they are not all of
+    them, a first line that says how many of how many these are and where the earlier ones are."""
+    lines = "".join(f"{x.role}: {x.content}\n" for x in memory.messages)
+    shown, total = len(memory.messages), memory.message_count
+    base = uri.partition("?")[0]
+    earlier = (
+        f"the earlier ones: read {base}?cursor={quote(memory.data_cursor, safe='')}"
+        if memory.data_cursor
+        else "there are none earlier"
+    )
+    if cursor is None:
+        if memory.data_cursor is None:
+            return lines  # the whole memory
+        return f"[{shown} of {total} messages shown, the newest; {earlier}]\n{lines}"
+    return f"[{shown} of {total} messages shown, those just before the cursor; {earlier}]\n{lines}"
 
 
 def _invalid(message: str, uri: str, code: str = "invalid_uri") -> MCPError:
     return MCPError(INVALID_PARAMS, message, data={"uri": uri, "code": code})
+
+
+def _envelope(status: int, message: str, code: str) -> bytes:
+    return msgspec.json.encode(
+        {"success": False, "error": message, "message": message, "code": code}
+    )
+
+
+# What an SDK refusal with no body means (the 2026-07-28 transport sends some bare).
+_BARE = {
+    404: "no such endpoint",
+    405: "method not allowed on /mcp: use POST",
+    406: "not acceptable: /mcp answers application/json (send it in Accept)",
+    415: "unsupported media type: /mcp takes application/json",
+}
+
+
+def _refusal_of(status: int, sdk_body: bytes) -> bytes | None:
+    """The envelope for one of the SDK's refusals, or None when it answers a JSON-RPC request
+    (an error with the request's `id`: the protocol's own, whatever the status)."""
+    try:
+        answer = msgspec.json.decode(sdk_body)
+        error = answer["error"]
+        if answer.get("id") is not None:
+            return None
+        code, words = error.get("code"), str(error["message"])
+    except Exception:  # not a JSON-RPC error: a short plain text, or the status, says what
+        code, text = None, sdk_body[:200].decode("ascii", "replace")
+        words = text if text.isprintable() else ""
+    if status >= 500:
+        return _envelope(status, "internal server error", "internal_error")
+    if status == 400 and code == PARSE_ERROR:
+        # The legacy transport gives the parser's words after "Parse error: ".
+        detail = words.partition(":")[2].strip()
+        message = f"request body is not valid JSON{': ' + detail if detail else ''}"
+        return _envelope(status, message, "invalid_request")
+    if status == 400 and words.startswith("Validation error"):
+        # pydantic's account of a union over every message type, links included: too much.
+        message = "request body is not a JSON-RPC 2.0 request, notification or response"
+        return _envelope(status, message, "invalid_request")
+    if status == 400:
+        return _envelope(status, f"request body is not valid: {words}", "invalid_request")
+    words = words or _BARE.get(status, f"request refused ({status})")
+    return _envelope(status, words, status_code_name(status))
+
+
+def _enveloped(send: Send) -> Send:
+    """`send` with each 4xx or 5xx refusal of the SDK that answers no JSON-RPC request
+    rewritten as the service's envelope (see the module's docstring)."""
+    start: list[Message] = []
+    held = bytearray()
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            start.append(message)
+            return
+        if not start or message["type"] != "http.response.body":
+            await send(message)
+            return
+        held.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status = start[0]["status"]
+        body = _refusal_of(status, bytes(held))
+        if body is None:  # a JSON-RPC error for a request: as the SDK wrote it
+            await send(start[0])
+            await send({"type": "http.response.body", "body": bytes(held), "more_body": False})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return wrapped
+
+
+async def _read_body(request: Request, receive: Receive, limit: int) -> bytes:
+    """The whole body, refused as the tools' invoke refuses one beyond `limit` bytes. (Read
+    from `receive`: Litestar's `Request.stream` wants an HTTP route handler's limits.)"""
+    announced = request.headers.get("content-length")
+    too_large = TooLarge(f"request body is larger than {limit} bytes", code="body_too_large")
+    if announced and announced.isdigit() and int(announced) > limit:
+        raise too_large
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: nobody reads an answer
+            raise BadRequest("request body incomplete: the client disconnected")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise too_large
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` as if `body` had not been read from it yet."""
+    pending = [body]
+
+    async def again() -> ReceiveMessage:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return again
 
 
 def _principal(ctx: Any) -> Principal:
@@ -138,10 +292,10 @@ class McpEndpoint:
             on_read_resource=self._read_resource,
         )
         self.manager: StreamableHTTPSessionManager | None = None
+        self.max_body = (services.settings.max_value_bytes + 2) // 3 * 4 + BODY_SLACK
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Litestar) -> AsyncIterator[None]:
-        settings = self.services.settings
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=True,  # no session state: any replica answers any request
@@ -149,7 +303,7 @@ class McpEndpoint:
             # DNS-rebinding protection guards unauthenticated local servers; every request
             # here carries a workspace key, and the service runs under any host name.
             security_settings=None,
-            max_request_body_size=(settings.max_value_bytes + 2) // 3 * 4 + BODY_SLACK,
+            max_request_body_size=self.max_body,
         )
         async with self.manager.run():
             yield
@@ -168,9 +322,23 @@ class McpEndpoint:
         scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
         if self.manager is None:  # outside the app's lifespan
             raise RuntimeError("the MCP endpoint is not running")
+        # The body read here (the SDK's own limit, refused the HTTP API's way) to be checked as
+        # every JSON body is (http/json_body.py): the SDK's parser lets a repeated member's last
+        # value win. Then the SDK reads it again from `_replay`.
+        # The SDK's own test of the Content-Type, answered with the status that names it.
+        if not request.headers.get("content-type", "").lower().startswith("application/json"):
+            raise ClientException(
+                "Content-Type must be application/json", status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE
+            )
+        body = await _read_body(request, receive, self.max_body)
+        check_members(body)
         # The same ASGI scope and callables, typed by Litestar (TypedDicts) and by Starlette,
         # which the SDK uses (a MutableMapping), in ways mypy does not relate.
-        await self.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
+        await self.manager.handle_request(
+            scope,  # type: ignore[arg-type]
+            _replay(body, receive),  # type: ignore[arg-type]
+            _enveloped(send),  # type: ignore[arg-type]
+        )
 
     # --- tools ----------------------------------------------------------------------------------
 
@@ -207,7 +375,9 @@ class McpEndpoint:
                     title="A conversation memory",
                     uri_template=MEMORY_TEMPLATE,
                     description="The memory of one conversation and block (its messages, as the "
-                    "HTTP API answers it); each part percent-encoded.",
+                    "HTTP API answers it); each part percent-encoded. A memory longer than a "
+                    "page comes with its newest page and says so; `?cursor=<dataCursor>` reads "
+                    "the page before, in order.",
                     mime_type="application/json",
                 ),
                 types.ResourceTemplate(
@@ -256,19 +426,26 @@ class McpEndpoint:
         raise _invalid(f"no such resource: use {MEMORY_TEMPLATE} or kv://{{key}}", uri)
 
     async def _read_memory(self, workspace: int, uri: str) -> types.ReadResourceResult:
-        conversation, block = _parse_memory_uri(uri)
+        conversation, block, cursor = _parse_memory_uri(uri)
         service = self.services.memory
-        flt = service.filter(conversation, None, block, None)
-        memories = (await service.get_page(workspace, flt)).memories
-        if not memories:
-            raise NotFound(f"no memory at {uri}", code="memory_not_found")
-        memory = memories[0]
+        if cursor is None:  # the newest page, as a read of the memory answers it
+            flt = service.filter(conversation, None, block, None)
+            memories = (await service.get_page(workspace, flt)).memories
+            if not memories:
+                raise NotFound(f"no memory at {uri}", code="memory_not_found")
+            memory = memories[0]
+        else:  # the page before the cursor, as GET /api/memory/messages answers it
+            page = await service.messages(
+                workspace, conversation_id=conversation, block_id=block, cursor=cursor
+            )
+            memory = page.memory
         item = msgspec.json.encode(memory_item(memory)).decode()
-        transcript = "".join(f"{x.role}: {x.content}\n" for x in memory.messages)
         return types.ReadResourceResult(
             contents=[
                 types.TextResourceContents(uri=uri, mime_type="application/json", text=item),
-                types.TextResourceContents(uri=uri, mime_type="text/plain", text=transcript),
+                types.TextResourceContents(
+                    uri=uri, mime_type="text/plain", text=_transcript(uri, memory, cursor)
+                ),
             ]
         )
 

@@ -36,7 +36,14 @@ from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.handlers import asgi
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
-from litestar.types import Message, Receive, ReceiveMessage, Scope, Send
+from litestar.types import (
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
@@ -164,7 +171,7 @@ def _refusal_of(status: int, sdk_body: bytes) -> bytes | None:
 def _enveloped(send: Send) -> Send:
     """`send` with each 4xx or 5xx refusal of the SDK that answers no JSON-RPC request
     rewritten as the service's envelope (see the module's docstring)."""
-    start: list[Message] = []
+    start: list[HTTPResponseStartEvent] = []
     held = bytearray()
 
     async def wrapped(message: Message) -> None:

@@ -42,9 +42,9 @@ def _pairs(pairs: list[tuple[str, Any]]) -> None:
             seen.add(name)
 
 
-# What json.loads runs (the C scanner), with the hook: a decoder's own `scan_once`, which
-# typeshed does not list.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(object_pairs_hook=_pairs).scan_once  # type: ignore[attr-defined]
+_decoder = json.JSONDecoder(object_pairs_hook=_pairs)
+# What json.loads runs: the C scanner (a decoder's `scan_once`, not in typeshed), with the hook.
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
 def repeated_member(body: bytes) -> str | None:

@@ -36,22 +36,15 @@ from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.handlers import asgi
 from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
-from litestar.types import (
-    HTTPResponseStartEvent,
-    Message,
-    Receive,
-    ReceiveMessage,
-    Scope,
-    Send,
-)
+from litestar.types import Receive, Scope, Send
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS, PARSE_ERROR
+from mcp_types.jsonrpc import INVALID_PARAMS
 
 from .. import __version__
 from ..services.container import Services
-from ..services.errors import BadRequest, NotFound, ServiceError, TooLarge
+from ..services.errors import NotFound, ServiceError
 from ..services.memory import MemoryOut
 from ..services.shapes import memory_item
 from ..services.workspaces import Principal
@@ -59,8 +52,8 @@ from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest, input_schema
 from ..wire import messages as m
 from .auth import provide_principal
-from .errors import status_code_name
 from .json_body import check_members
+from .mcp_http import enveloped, read_body, replay
 
 PATH = "/mcp"
 MEMORY_SCHEME = "memory://"
@@ -122,118 +115,6 @@ def _transcript(uri: str, memory: MemoryOut, cursor: str | None) -> str:
 
 def _invalid(message: str, uri: str, code: str = "invalid_uri") -> MCPError:
     return MCPError(INVALID_PARAMS, message, data={"uri": uri, "code": code})
-
-
-def _envelope(status: int, message: str, code: str) -> bytes:
-    return msgspec.json.encode(
-        {"success": False, "error": message, "message": message, "code": code}
-    )
-
-
-# What an SDK refusal with no body means (the 2026-07-28 transport sends some bare).
-_BARE = {
-    404: "no such endpoint",
-    405: "method not allowed on /mcp: use POST",
-    406: "not acceptable: /mcp answers application/json (send it in Accept)",
-    415: "unsupported media type: /mcp takes application/json",
-}
-
-
-def _refusal_of(status: int, sdk_body: bytes) -> bytes | None:
-    """The envelope for one of the SDK's refusals, or None when it answers a JSON-RPC request
-    (an error with the request's `id`: the protocol's own, whatever the status)."""
-    try:
-        answer = msgspec.json.decode(sdk_body)
-        error = answer["error"]
-        if answer.get("id") is not None:
-            return None
-        code, words = error.get("code"), str(error["message"])
-    except Exception:  # not a JSON-RPC error: a short plain text, or the status, says what
-        code, text = None, sdk_body[:200].decode("ascii", "replace")
-        words = text if text.isprintable() else ""
-    if status >= 500:
-        return _envelope(status, "internal server error", "internal_error")
-    if status == 400 and code == PARSE_ERROR:
-        # The legacy transport gives the parser's words after "Parse error: ".
-        detail = words.partition(":")[2].strip()
-        message = f"request body is not valid JSON{': ' + detail if detail else ''}"
-        return _envelope(status, message, "invalid_request")
-    if status == 400 and words.startswith("Validation error"):
-        # pydantic's account of a union over every message type, links included: too much.
-        message = "request body is not a JSON-RPC 2.0 request, notification or response"
-        return _envelope(status, message, "invalid_request")
-    if status == 400:
-        return _envelope(status, f"request body is not valid: {words}", "invalid_request")
-    words = words or _BARE.get(status, f"request refused ({status})")
-    return _envelope(status, words, status_code_name(status))
-
-
-def _enveloped(send: Send) -> Send:
-    """`send` with each 4xx or 5xx refusal of the SDK that answers no JSON-RPC request
-    rewritten as the service's envelope (see the module's docstring)."""
-    start: list[HTTPResponseStartEvent] = []
-    held = bytearray()
-
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] >= 400:
-            start.append(message)
-            return
-        if not start or message["type"] != "http.response.body":
-            await send(message)
-            return
-        held.extend(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        status = start[0]["status"]
-        body = _refusal_of(status, bytes(held))
-        if body is None:  # a JSON-RPC error for a request: as the SDK wrote it
-            await send(start[0])
-            await send({"type": "http.response.body", "body": bytes(held), "more_body": False})
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-
-    return wrapped
-
-
-async def _read_body(request: Request, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused as the tools' invoke refuses one beyond `limit` bytes. (Read
-    from `receive`: Litestar's `Request.stream` wants an HTTP route handler's limits.)"""
-    announced = request.headers.get("content-length")
-    too_large = TooLarge(f"request body is larger than {limit} bytes", code="body_too_large")
-    if announced and announced.isdigit() and int(announced) > limit:
-        raise too_large
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client left: nobody reads an answer
-            raise BadRequest("request body incomplete: the client disconnected")
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise too_large
-        if not message.get("more_body", False):
-            return bytes(body)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """`receive` as if `body` had not been read from it yet."""
-    pending = [body]
-
-    async def again() -> ReceiveMessage:
-        if pending:
-            return {"type": "http.request", "body": pending.pop(), "more_body": False}
-        return await receive()
-
-    return again
 
 
 def _principal(ctx: Any) -> Principal:
@@ -329,22 +210,22 @@ class McpEndpoint:
         scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
         if self.manager is None:  # outside the app's lifespan
             raise RuntimeError("the MCP endpoint is not running")
-        # The body read here (the SDK's own limit, refused the HTTP API's way) to be checked as
-        # every JSON body is (http/json_body.py): the SDK's parser lets a repeated member's last
-        # value win. Then the SDK reads it again from `_replay`.
         # The SDK's own test of the Content-Type, answered with the status that names it.
         if not request.headers.get("content-type", "").lower().startswith("application/json"):
             raise ClientException(
                 "Content-Type must be application/json", status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE
             )
-        body = await _read_body(request, receive, self.max_body)
+        # The body read here (the SDK's own limit, refused the HTTP API's way) to be checked as
+        # every JSON body is (http/json_body.py): the SDK's parser lets a repeated member's last
+        # value win. Then the SDK reads it again, from `replay`.
+        body = await read_body(request, receive, self.max_body)
         check_members(body)
         # The same ASGI scope and callables, typed by Litestar (TypedDicts) and by Starlette,
         # which the SDK uses (a MutableMapping), in ways mypy does not relate.
         await self.manager.handle_request(
             scope,  # type: ignore[arg-type]
-            _replay(body, receive),  # type: ignore[arg-type]
-            _enveloped(send),  # type: ignore[arg-type]
+            replay(body, receive),  # type: ignore[arg-type]
+            enveloped(send),  # type: ignore[arg-type]
         )
 
     # --- tools ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
+from .http.json_body import JsonRequest
 from .http.kv import KvController
 from .http.kv_get import KvGetFastPath
 from .http.kv_set import KvSetFastPath
@@ -145,6 +146,8 @@ def create_app(
             mcp_handler,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # JSON bodies that repeat a member are refused before they are decoded (http/json_body.py).
+        request_class=JsonRequest,
         lifespan=[lifespan, mcp.lifespan],
         state=State({"services": services, "mcp": mcp, "ui_assets": load_assets()}),
         openapi_config=openapi_config(settings),

@@ -34,6 +34,11 @@ _CODES = {
 }
 
 
+def status_code_name(status: int) -> str:
+    """The envelope's `code` for an HTTP status that has no more specific one."""
+    return _CODES.get(status, "internal_error" if status >= 500 else "error")
+
+
 _KV_ROOTS = ("/api/kv", "/api/kv/")
 _KEYED_METHODS = ("PUT", "DELETE", "HEAD")
 
@@ -95,7 +100,7 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     elif status == 400 and request.method in ("POST", "PUT", "PATCH"):
         # Litestar reports undecodable bodies as a bare 400 with the decoder's words.
         message = f"request body is not valid: {message}"
-    return envelope(status, message, _CODES.get(status, "error"), exc.headers or None)
+    return envelope(status, message, status_code_name(status), exc.headers or None)
 
 
 def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:

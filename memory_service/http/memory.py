@@ -12,8 +12,7 @@ from litestar.serialization import encode_json
 
 from ..clock import iso
 from ..services.container import Services
-from ..services.errors import BadRequest
-from ..services.memory import MemoryService
+from ..services.memory import MemoryService, check_idempotency_key
 from ..services.memory.read_cache import Page
 from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
@@ -141,9 +140,8 @@ async def add_answer(
 ) -> MemoryAdded:
     """memoryAdd's answer: the one implementation behind both `MemoryController.add` and the
     fast path (http/memory_add.py)."""
-    if idempotency_key is not None and not idempotency_key.isascii():
-        # A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork.
-        raise BadRequest("Idempotency-Key must be ASCII (1-255 characters)", code="invalid_id")
+    if idempotency_key is not None:  # before anything else, as it always was
+        check_idempotency_key(idempotency_key)
     memory, replayed = await services.memory.add(
         principal.workspace_id,
         conversation_id=data.conversation_id,

@@ -6,7 +6,8 @@ then converts it to `MemoryAddBody` (leniently: `"lastN": "5"` passes) and answe
 with its own words. This path checks the credential the same way first, then decodes the body
 straight into `MemoryAddBody`, strictly; a body that is not plainly valid (malformed, lenient,
 too large, unannounced, cut short) is handed to Litestar untouched, so that every refusal of a
-body stays Litestar's (the principal found is kept: no second authentication).
+body stays Litestar's (the principal found is kept: no second authentication). A body that
+repeats a member (http/json_body.py) is one of those: Litestar's request class refuses it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .fast_path import (
     plain_body,
     send_json,
 )
+from .json_body import repeated_member
 from .memory import add_answer
 from .memory_schemas import MemoryAddBody
 
@@ -57,6 +59,9 @@ class MemoryAddFastPath(FastPath):
         try:
             data = self.decoder.decode(body)
         except Exception:  # any doubt about the body: Litestar's reading and words
+            await self.app(scope, receive, send)
+            return
+        if repeated_member(body) is not None:
             await self.app(scope, receive, send)
             return
         try:

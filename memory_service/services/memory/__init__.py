@@ -17,6 +17,7 @@ from .ids import (
     ROLES,
     check_id,
     check_message,
+    check_idempotency_key,
     conversation_of,
     memory_key,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Window",
     "check_id",
     "check_message",
+    "check_idempotency_key",
     "conversation_of",
     "memory_key",
 ]

@@ -62,6 +62,17 @@ def check_message(
             code="content_too_large",
         )
     return role, content, raw, len(role) + len(raw)
+def check_idempotency_key(value: str) -> str:
+    """The one rule for an idempotency key, whether it came as the `Idempotency-Key` header of
+    an add or as the memory_add tool's `idempotencyKey`: 1-255 ASCII characters, none a control
+    character. (A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork,
+    so a key given as JSON text is held to the same, lest one key work one way only.)"""
+    if not value.isascii():
+        raise BadRequest(
+            f"Idempotency-Key must be ASCII (1-{IDEMPOTENCY_KEY_LENGTH} characters)",
+            code="invalid_id",
+        )
+    return check_id(value, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
 
 
 def conversation_of(conversation_id: str | None, legacy_id: str | None) -> str | None:

@@ -21,7 +21,13 @@ from ..cursors import invalid_cursor
 from ..errors import BadRequest, TooLarge
 from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
-from .ids import IDEMPOTENCY_KEY_LENGTH, check_id, check_message, conversation_of, memory_pair
+from .ids import (
+    check_id,
+    check_idempotency_key,
+    check_message,
+    conversation_of,
+    memory_pair,
+)
 from .pg_add import PgMemoryWrites
 from .read_cache import Page, ReadCache
 from .reads import PageRead, messages_txn, read_page_txn
@@ -137,7 +143,7 @@ class MemoryService(WorkspaceDataService):
         window = self.window(last_n, keep_system)
         request_hash = None
         if idempotency_key is not None:
-            check_id(idempotency_key, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
+            check_idempotency_key(idempotency_key)
             canonical = [conv, block, name, [[m[0], m[1]] for m in msgs]]
             request_hash = hashlib.sha256(
                 json.dumps(canonical, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -125,6 +125,8 @@ def check_content_encoding(scope: Scope) -> None:
     for name, value in scope["headers"]:
         if name == b"content-encoding":
             check_encoding(value.decode("latin-1"))
+
+
 async def _refuse(send: Send, refusal: bytes) -> None:
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",

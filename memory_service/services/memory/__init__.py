@@ -16,8 +16,8 @@ from .ids import (
     IDEMPOTENCY_KEY_LENGTH,
     ROLES,
     check_id,
-    check_message,
     check_idempotency_key,
+    check_message,
     conversation_of,
     memory_key,
 )

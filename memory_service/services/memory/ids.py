@@ -62,6 +62,8 @@ def check_message(
             code="content_too_large",
         )
     return role, content, raw, len(role) + len(raw)
+
+
 def check_idempotency_key(value: str) -> str:
     """The one rule for an idempotency key, whether it came as the `Idempotency-Key` header of
     an add or as the memory_add tool's `idempotencyKey`: 1-255 ASCII characters, none a control

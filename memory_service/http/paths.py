@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from litestar.types import Scope
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ..services.errors import BadRequest
 
@@ -19,3 +20,30 @@ def path_rest(scope: Scope, prefix: str, what: str, code: str) -> str:
         return unquote_to_bytes(rest).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{what} is not valid UTF-8", code=code) from exc
+
+
+class OpaqueTails:
+    """Routes a request whose path parameter is made only of slashes to that parameter's route.
+
+    Litestar's router strips trailing slashes and merges repeated ones before routing, so
+    `PUT /api/kv/%2F` (or `/api/kv//`) reached `/api/kv`, the listing: a GET answered the
+    listing instead of the value, the other methods a 405. A key of other characters routes as it
+    should (the handlers read it from the raw path, `path_rest`). For the slash-only ones, the
+    router is shown the tail percent-encoded (`/api/kv/%2F%2F`), which it routes to the key's
+    route unchanged; the raw path, and so the key, stays what the client sent. An empty tail
+    (`/api/kv/`) is left alone: that is the prefix itself."""
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.roots = tuple(prefix.rstrip("/") for prefix in prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["path"].endswith("//"):
+            path = scope["path"]
+            root_path = scope.get("root_path", "")
+            routed = path.split(root_path, maxsplit=1)[-1] if root_path else path  # as Litestar
+            root = routed.rstrip("/")
+            if root in self.roots:
+                slashes = len(routed) - len(root) - 1  # after the root's own '/'
+                scope["path"] = path[: len(path) - len(routed)] + root + "/" + "%2F" * slashes
+        await self.app(scope, receive, send)

@@ -12,6 +12,8 @@ is checked too.
 
 from __future__ import annotations
 
+import http.client
+import json
 import urllib.parse
 
 import pytest
@@ -19,6 +21,8 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute
 
 from tests.conftest import Api
+from tests.support.live import new_workspace
+from tests.support.server import LiveServer
 
 # Keys a path would fold, each with the spellings a client may send: literal slashes, or '%2F'.
 SLASH_KEYS = ["/", "//", "///", "a//b", "/a", "a/", "/a/", "a/b/", "//a//"]
@@ -287,3 +291,41 @@ async def test_options_of_a_key_of_slashes_is_the_key_route(api: Api) -> None:
         assert envelope_code(refused) == "method_not_allowed"
     root = await api.client.options("/api/kv/")
     assert (root.status_code, root.headers["allow"]) == (204, "GET, HEAD, OPTIONS")
+
+
+def raw_request(
+    server: LiveServer, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request sent as written (http.client neither folds nor re-encodes the path)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request(method, path, body=body if method == "PUT" else None, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def test_a_live_server_routes_keys_of_slashes_and_heads_as_gets(live_server: LiveServer) -> None:
+    ws = {"Authorization": f"Bearer {new_workspace(live_server, 'slashes')}"}
+    status, _, body = raw_request(live_server, "PUT", "/api/kv//", ws, b"one slash")
+    assert (status, json.loads(body)["key"]) == (201, "/")
+    status, _, body = raw_request(live_server, "PUT", "/api/kv/%2F%2F", ws, b"two")
+    assert (status, json.loads(body)["key"]) == (201, "//")
+    for path, value in [("/api/kv/%2F", b"one slash"), ("/api/kv///", b"two")]:
+        status, got, body = raw_request(live_server, "GET", path, ws)
+        assert (status, body) == (200, value), path
+        status, head, body = raw_request(live_server, "HEAD", path, ws)
+        assert (status, body) == (200, b""), path
+        del got["date"], got["x-request-id"], head["date"], head["x-request-id"]
+        assert head == got, path
+        assert head["content-length"] == str(len(value))
+    status, got, body = raw_request(live_server, "GET", "/api/kv?prefix=/", ws)
+    assert [i["key"] for i in json.loads(body)["items"]] == ["/", "//"]
+    status, got, _ = raw_request(live_server, "OPTIONS", "/api/kv//", ws)
+    assert (status, got["allow"]) == (204, "DELETE, GET, HEAD, OPTIONS, PUT")
+    status, _, body = raw_request(live_server, "DELETE", "/api/kv//", ws)
+    assert (status, json.loads(body)["key"]) == (200, "/")
+    status, _, body = raw_request(live_server, "GET", "/api/kv/%2F", ws)
+    assert (status, json.loads(body)["code"]) == (404, "key_not_found")

@@ -29,7 +29,6 @@ from .http.memory_get import MemoryGetFastPath
 from .http.methods import Methods
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
-from .http.paths import OpaqueTails
 from .http.spec_served import openapi_servers, render_plugins
 from .http.stats import StatsController
 from .http.tools import ToolsController
@@ -165,8 +164,8 @@ def create_app(
     # The hottest routes answered in front of Litestar's router (http/fast_path.py).
     fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath]
     handler = with_fast_paths(app.asgi_handler, app, services, fast)
-    # HEAD on every GET route and OPTIONS that agree with the 405s (http/methods.py), for the
-    # fast paths too; outside it, KV keys made only of slashes routed to the key's route.
-    handler = OpaqueTails(Methods(handler, app), (KV_PREFIX,))
+    # In front of the fast paths too: KV keys made only of slashes routed to the key's route,
+    # HEAD on every GET route, OPTIONS that agree with the 405s (http/methods.py).
+    handler = Methods(handler, app, opaque_roots=(KV_PREFIX.rstrip("/"),))
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

@@ -2,7 +2,7 @@
 
 KV keys made only of slashes, or with leading, trailing or repeated ones, are keys like any other:
 Litestar's router folds such paths (`/api/kv/%2F` reached the listing), so the app routes them
-by the raw path (http/paths.py, OpaqueTails). A literal '/' and '%2F' are the same character.
+by the raw path (http/paths.py, unfold_tail). A literal '/' and '%2F' are the same character.
 
 Every route that answers GET answers HEAD with GET's status and headers and no body, and
 OPTIONS and the 405s' `Allow` name the same methods, the ones the route really serves

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Scope
 
 from ..services.errors import BadRequest
 
@@ -22,8 +21,8 @@ def path_rest(scope: Scope, prefix: str, what: str, code: str) -> str:
         raise BadRequest(f"{what} is not valid UTF-8", code=code) from exc
 
 
-class OpaqueTails:
-    """Routes a request whose path parameter is made only of slashes to that parameter's route.
+def unfold_tail(scope: Scope, roots: tuple[str, ...]) -> None:
+    """Show the router a path parameter made only of slashes, after one of `roots`, encoded.
 
     Litestar's router strips trailing slashes and merges repeated ones before routing, so
     `PUT /api/kv/%2F` (or `/api/kv//`) reached `/api/kv`, the listing: a GET answered the
@@ -31,19 +30,11 @@ class OpaqueTails:
     should (the handlers read it from the raw path, `path_rest`). For the slash-only ones, the
     router is shown the tail percent-encoded (`/api/kv/%2F%2F`), which it routes to the key's
     route unchanged; the raw path, and so the key, stays what the client sent. An empty tail
-    (`/api/kv/`) is left alone: that is the prefix itself."""
-
-    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...]) -> None:
-        self.app = app
-        self.roots = tuple(prefix.rstrip("/") for prefix in prefixes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["path"].endswith("//"):
-            path = scope["path"]
-            root_path = scope.get("root_path", "")
-            routed = path.split(root_path, maxsplit=1)[-1] if root_path else path  # as Litestar
-            root = routed.rstrip("/")
-            if root in self.roots:
-                slashes = len(routed) - len(root) - 1  # after the root's own '/'
-                scope["path"] = path[: len(path) - len(routed)] + root + "/" + "%2F" * slashes
-        await self.app(scope, receive, send)
+    (`/api/kv/`) is left alone: that is the root itself. Called only for paths ending in '//'."""
+    path = scope["path"]
+    root_path = scope.get("root_path", "")
+    routed = path.split(root_path, maxsplit=1)[-1] if root_path else path  # as Litestar does
+    root = routed.rstrip("/")
+    if root in roots:
+        slashes = len(routed) - len(root) - 1  # after the root's own '/'
+        scope["path"] = path[: len(path) - len(routed)] + root + "/" + "%2F" * slashes

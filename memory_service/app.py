@@ -19,6 +19,7 @@ from .http.errors import EXCEPTION_HANDLERS
 from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
 from .http.json_body import JsonRequest
+from .http.kv import PREFIX as KV_PREFIX
 from .http.kv import KvController
 from .http.kv_get import KvGetFastPath
 from .http.kv_set import KvSetFastPath
@@ -26,6 +27,7 @@ from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.memory_add import MemoryAddFastPath
 from .http.memory_get import MemoryGetFastPath
+from .http.methods import Methods
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
 from .http.spec_served import openapi_servers, render_plugins
@@ -48,7 +50,9 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
             "Durable conversation memory and a per-workspace key-value store for workflow "
             "engines. Every JSON answer is one of two shapes, told apart by `success`: "
             '`{"success": true, "message": "...", ...}`, or with a 4xx status '
-            '`{"success": false, "error": "...", "message": "...", "code": "..."}`.'
+            '`{"success": false, "error": "...", "message": "...", "code": "..."}`. '
+            "Every path that answers GET answers HEAD too (GET's status and headers, no body), "
+            "and OPTIONS lists the methods of a path, as the `Allow` of its 405s does."
         ),
         servers=openapi_servers(settings),
         render_plugins=render_plugins(),
@@ -163,5 +167,8 @@ def create_app(
     # The hottest routes answered in front of Litestar's router (http/fast_path.py).
     fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath]
     handler = with_fast_paths(app.asgi_handler, app, services, fast)
+    # In front of the fast paths too: KV keys made only of slashes routed to the key's route,
+    # HEAD on every GET route, OPTIONS that agree with the 405s (http/methods.py).
+    handler = Methods(handler, app, opaque_roots=(KV_PREFIX.rstrip("/"),))
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

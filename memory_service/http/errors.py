@@ -14,6 +14,7 @@ from litestar.types import ExceptionHandlersMap
 
 from ..errors import StorageUnavailable, WorkspaceGone
 from ..services.errors import ServiceError
+from .methods import allow_header
 
 log = logging.getLogger("memory_service.errors")
 
@@ -40,7 +41,8 @@ def status_code_name(status: int) -> str:
 
 
 _KV_ROOTS = ("/api/kv", "/api/kv/")
-_KEYED_METHODS = ("PUT", "DELETE", "HEAD")
+# HEAD of the root is the listing's (http/methods.py), as GET is.
+_KEYED_METHODS = ("PUT", "DELETE")
 
 
 def envelope(
@@ -95,6 +97,11 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        # Litestar's list leaves out the HEAD that every GET route answers.
+        allow = (exc.headers or {}).get("allow")
+        if allow is not None:
+            headers = {**(exc.headers or {}), "allow": allow_header(allow.split(", "))}
+            return envelope(status, message, "method_not_allowed", headers)
     elif status == 413:
         message = "request body is too large"
     elif status == 400 and request.method in ("POST", "PUT", "PATCH"):

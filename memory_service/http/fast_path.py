@@ -84,7 +84,8 @@ def plain_route(scope: HTTPScope, prefix: str, exact: bool) -> bool:
     if exact:
         if path != prefix:
             return False
-    # Litestar strips trailing slashes and merges repeated ones before routing.
+    # Litestar strips trailing slashes and merges repeated ones before routing. (A KV key made
+    # only of slashes arrives here already shown as '%2F's: http/paths.py, unfold_tail.)
     elif not path.startswith(prefix) or path.endswith("/") or "//" in path:
         return False
     for name, value in scope["headers"]:

@@ -41,6 +41,7 @@ def test_what_the_subclass_overrides_is_still_uvicorns() -> None:
         if inspect.isfunction(member) and not name.startswith("_")
     }
     assert set(ours) == {
+        "connection_made",
         "data_received",
         "on_message_begin",
         "on_url",
@@ -217,3 +218,25 @@ def test_pipelined_requests_are_each_counted_on_their_own(port: int) -> None:
         sock.sendall(data)
         got = _responses(sock, 20)
     assert got == [(200, {"path": f"/pipe-{i}", "body": f"{i:02d}"}) for i in range(20)]
+
+
+def test_a_parser_error_is_answered_with_the_envelope(port: int) -> None:
+    """uvicorn answers what httptools cannot parse with a text/plain 400; ours is the envelope."""
+    for raw in (b"FR\x00B / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /\xff HTTP/1.1\r\n\r\n"):
+        with _connect(port) as sock:
+            sock.sendall(raw)
+            ((status, body),) = _responses(sock, 1)
+        assert status == 400
+        assert body["code"] == "bad_request" and body["success"] is False, body
+        assert body["error"] == body["message"] and "malformed" in body["error"]
+
+
+@pytest.mark.parametrize("sent", [b"", b"\r\n\r\n"], ids=["nothing", "blank lines"])
+def test_a_connection_that_never_begins_a_request_is_timed_out(port: int, sent: bytes) -> None:
+    """uvicorn's keep-alive timer runs only between requests: a connection that sends nothing,
+    or blank lines the parser skips, is answered 408 after the head timeout and closed."""
+    with _connect(port) as sock:
+        sock.sendall(sent)
+        ((status, body),) = _responses(sock, 1)
+        assert sock.recv(1) == b""  # and closed
+    assert status == 408 and body["code"] == "request_timeout", body

@@ -18,7 +18,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEAD_TIMEOUT_SECONDS = 30.0
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_CODES = {400: "bad_request", 408: "request_timeout", 431: "header_too_large"}
+# What uvicorn's parser errors (a malformed request line, header or framing) are answered with.
+MALFORMED = "malformed HTTP/1.1 request: the request line, a header or the body framing is invalid"
 # After a refusal the server half-closes (FIN after the answer) and reads and drops what the
 # client still sends, for at most this long and this much, before it closes. Closing at once with
 # unread data would make the kernel send a reset that can discard the answer before it arrives.
@@ -41,6 +44,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _refusal: tuple[int, str] | None = None
     _lingering = False
     _lingered = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # The first head is due from the connection's start: uvicorn's keep-alive timer only runs
+        # between requests, so a client that connects and sends nothing (or only blank lines,
+        # which the parser skips without beginning a request) would hold the connection forever.
+        self._in_head = True
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:  # refused: drop what still comes, up to a bound
@@ -84,8 +95,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             status, message = self._refusal
             self._refusal = None
             self._refuse(status, message)
-        else:
-            super().send_400_response(msg)
+        else:  # uvicorn's own answer is text/plain: every refusal is the error envelope
+            self._refuse(400, MALFORMED)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -117,7 +128,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._in_head = False
-        code = "header_too_large" if status == 431 else "request_timeout"
+        code = _CODES[status]
         body = json.dumps(
             {"success": False, "error": message, "message": message, "code": code}
         ).encode()

@@ -240,3 +240,20 @@ def test_a_connection_that_never_begins_a_request_is_timed_out(port: int, sent: 
         ((status, body),) = _responses(sock, 1)
         assert sock.recv(1) == b""  # and closed
     assert status == 408 and body["code"] == "request_timeout", body
+
+
+def test_a_parser_error_behind_a_request_in_flight_closes_without_an_app_error(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage after a complete request, in one read: the request is still being answered when
+    the parser fails, so the connection is closed (a half-close made the app's write raise)."""
+    with caplog.at_level("ERROR"), _connect(port) as sock:
+        sock.sendall(
+            b"PUT /first HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokGAR\x00BAGE\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        time.sleep(0.2)  # the app's write, after the close
+    assert b"text/plain" not in data, data
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -128,6 +128,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._in_head = False
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request is still being answered: ours would come before its answer
+            # on the wire, and a half-closed transport would fail the app's writes. Close, as
+            # uvicorn does on a parser error.
+            self.transport.close()
+            return
         code = _CODES[status]
         body = json.dumps(
             {"success": False, "error": message, "message": message, "code": code}

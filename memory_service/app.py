@@ -30,7 +30,7 @@ from .http.memory_get import MemoryGetFastPath
 from .http.methods import Methods
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
-from .http.spec_served import openapi_servers, render_plugins
+from .http.spec_served import openapi_servers, render_plugins, schema_router
 from .http.stats import StatsController
 from .http.tools import ToolsController
 from .http.ui import UiController, load_assets
@@ -56,6 +56,7 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
         ),
         servers=openapi_servers(settings),
         render_plugins=render_plugins(),
+        openapi_router=schema_router(),
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(

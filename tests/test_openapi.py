@@ -47,6 +47,18 @@ async def test_served_openapi_is_the_committed_file_at_the_requests_origin(sqlit
         assert {**served, "servers": None} == {**committed(), "servers": None}, path
 
 
+async def test_an_unknown_schema_page_is_the_error_envelope(sqlite_api) -> None:  # noqa: ANN001
+    """Litestar's own answer there is an HTML page; every refusal of the service is the envelope."""
+    for path in ("/schema/nope", "/schema/redoc%00", "/schema/nope.json"):
+        r = await sqlite_api.client.get(path)
+        assert r.status_code == 404, path
+        body = r.json()
+        assert body["success"] is False and body["code"] == "not_found", body
+        assert body["error"] == body["message"] and body["error"], body
+    for path in ("/schema", "/schema/swagger", "/schema/openapi.json"):
+        assert (await sqlite_api.client.get(path)).status_code == 200, path
+
+
 async def test_served_openapi_names_memory_public_url(sqlite_database_url: str) -> None:
     api, _ = await make_api(sqlite_database_url, public_url="https://memory.example.com/base")
     async with api.client:

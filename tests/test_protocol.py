@@ -45,6 +45,7 @@ def test_what_the_subclass_overrides_is_still_uvicorns() -> None:
         if inspect.isfunction(member) and not name.startswith("_")
     }
     assert set(ours) == {
+        "connection_made",
         "data_received",
         "on_message_begin",
         "on_url",
@@ -253,3 +254,42 @@ def test_an_answer_before_the_body_closes_the_connection(port: int) -> None:
         assert _responses(sock, 1) == [(401, {})]
         sock.settimeout(HEAD_TIMEOUT * 2)  # far below the keep-alive timeout (30 s here)
         assert sock.recv(100) == b""
+
+
+def test_a_parser_error_is_answered_with_the_envelope(port: int) -> None:
+    """uvicorn answers what httptools cannot parse with a text/plain 400; ours is the envelope."""
+    for raw in (b"FR\x00B / HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /\xff HTTP/1.1\r\n\r\n"):
+        with _connect(port) as sock:
+            sock.sendall(raw)
+            ((status, body),) = _responses(sock, 1)
+        assert status == 400
+        assert body["code"] == "bad_request" and body["success"] is False, body
+        assert body["error"] == body["message"] and "malformed" in body["error"]
+
+
+@pytest.mark.parametrize("sent", [b"", b"\r\n\r\n"], ids=["nothing", "blank lines"])
+def test_a_connection_that_never_begins_a_request_is_timed_out(port: int, sent: bytes) -> None:
+    """uvicorn's keep-alive timer runs only between requests: a connection that sends nothing,
+    or blank lines the parser skips, is answered 408 after the head timeout and closed."""
+    with _connect(port) as sock:
+        sock.sendall(sent)
+        ((status, body),) = _responses(sock, 1)
+        assert sock.recv(1) == b""  # and closed
+    assert status == 408 and body["code"] == "request_timeout", body
+
+
+def test_a_parser_error_behind_a_request_in_flight_closes_without_an_app_error(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage after a complete request, in one read: the request is still being answered when
+    the parser fails, so the connection is closed (a half-close made the app's write raise)."""
+    with caplog.at_level("ERROR"), _connect(port) as sock:
+        sock.sendall(
+            b"PUT /first HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nokGAR\x00BAGE\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        time.sleep(0.2)  # the app's write, after the close
+    assert b"text/plain" not in data, data
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

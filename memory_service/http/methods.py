@@ -94,7 +94,7 @@ class Methods:
             return
         http["method"] = "GET"
         try:
-            await self.app(scope, receive, _without_body(send))
+            await self.app(scope, receive, _without_body(send, http))
         finally:
             http["method"] = "HEAD"  # what the access log and the metrics record
 
@@ -113,11 +113,14 @@ class Methods:
         return sending
 
 
-def _without_body(send: Send) -> Send:
+def _without_body(send: Send, stand_in: HTTPScope | None = None) -> Send:
     """`send` for a HEAD: the answer's start as it is, its body bytes dropped (a streamed body
-    ends with one empty message)."""
+    ends with one empty message). `stand_in`: the scope routed as a GET, shown as the HEAD again
+    once the answer starts, since the server reads the method then to expect no body bytes."""
 
     async def sending(message: Message) -> None:
+        if stand_in is not None and message["type"] == "http.response.start":
+            stand_in["method"] = "HEAD"
         if message["type"] == "http.response.body":
             if message.get("more_body", False):
                 return

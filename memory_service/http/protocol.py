@@ -27,7 +27,10 @@ DEFAULT_BODY_TIMEOUT_SECONDS = 30.0
 # Where a request answered by the protocol itself (a body timed out) notes its status, for the
 # access log and metrics (http/observe.py): the app, told the client left, answers nobody.
 ANSWERED_SCOPE_KEY = "memory_service.answered_by_protocol"
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_CODES = {400: "bad_request", 408: "request_timeout", 431: "header_too_large"}
+# What uvicorn's parser errors (a malformed request line, header or framing) are answered with.
+MALFORMED = "malformed HTTP/1.1 request: the request line, a header or the body framing is invalid"
 # After a refusal the server half-closes (FIN after the answer) and reads and drops what the
 # client still sends, for at most this long and this much, before it closes. Closing at once with
 # unread data would make the kernel send a reset that can discard the answer before it arrives.
@@ -53,6 +56,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _refusal: tuple[int, str] | None = None
     _lingering = False
     _lingered = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # The first head is due from the connection's start: uvicorn's keep-alive timer only runs
+        # between requests, so a client that connects and sends nothing (or only blank lines,
+        # which the parser skips without beginning a request) would hold the connection forever.
+        self._in_head = True
+        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:  # refused: drop what still comes, up to a bound
@@ -102,8 +113,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             status, message = self._refusal
             self._refusal = None
             self._refuse(status, message)
-        else:
-            super().send_400_response(msg)
+        else:  # uvicorn's own answer is text/plain: every refusal is the error envelope
+            self._refuse(400, MALFORMED)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -161,7 +172,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if cycle.response_started:  # the app answers already; the client will not get all of it
             self.transport.close()
         else:
-            self._refuse(408, f"request body not received within {self.body_timeout:g} s")
+            message = f"request body not received within {self.body_timeout:g} s"
+            self._refuse(408, message, for_cycle=True)
             cycle.scope[ANSWERED_SCOPE_KEY] = 408  # type: ignore[literal-required]
         # The app, waiting in receive() for the rest, is told the client is gone; whatever it
         # still sends is dropped (the answer is the 408 above).
@@ -176,9 +188,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self._refuse(408, f"request head not received within {self.head_timeout:g} s")
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _refuse(self, status: int, message: str, for_cycle: bool = False) -> None:
+        """Answer `status` and close; `for_cycle`: the answer is the current request's own (its
+        body timed out), not a refusal of what came after it."""
         self._in_head = False
-        code = "header_too_large" if status == 431 else "request_timeout"
+        if not for_cycle and self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined request is still being answered: ours would come before its answer
+            # on the wire, and a half-closed transport would fail the app's writes. Close, as
+            # uvicorn does on a parser error.
+            self.transport.close()
+            return
+        code = _CODES[status]
         body = json.dumps(
             {"success": False, "error": message, "message": message, "code": code}
         ).encode()

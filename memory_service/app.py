@@ -19,6 +19,7 @@ from .http.errors import EXCEPTION_HANDLERS
 from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
 from .http.kv import KvController
+from .http.kv_batch import KvBatchController
 from .http.kv_get import KvGetFastPath
 from .http.kv_set import KvSetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
@@ -136,6 +137,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             KvController,
+            KvBatchController,
             MemoryController,
             AdminController,
             OpsController,

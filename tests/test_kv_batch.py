@@ -11,7 +11,18 @@ from typing import Any
 
 import pytest
 
+from memory_service.client import (
+    AsyncMemoryServiceClient,
+    BadRequestError,
+    DeleteItem,
+    MemoryServiceClient,
+    NotFoundError,
+    PreconditionFailedError,
+    SetItem,
+)
 from tests.conftest import Api, make_api, stored_bytes
+from tests.support.live import new_workspace
+from tests.support.server import LiveServer
 
 U = "/api/kv-batch"
 
@@ -596,3 +607,56 @@ async def test_batches_race_single_sets_consistent_with_quota(api: Api, database
     assert len(versions) == len(set(versions))
     used = (await c.get("/api/usage", headers=h)).json()["used"]
     assert used == await stored_bytes(database_url, "race") and used <= quota
+
+
+# --- the Python client, sync and async, against a live server ------------------------------------
+
+
+def test_client_batch_sync(live_server: LiveServer) -> None:
+    with MemoryServiceClient(live_server.url, new_workspace(live_server)) as c:
+        w = c.storage.set_many({"a": b"\x00A", "b/c": b""})
+        assert [(x.key, x.status) for x in w.results] == [("a", 201), ("b/c", 201)]
+        tag = w.results[0].etag
+        got = c.storage.get_many(["a", "nope", "b/c"])
+        assert [(x.key, x.status, x.value) for x in got] == [
+            ("a", 200, b"\x00A"),
+            ("nope", 404, None),
+            ("b/c", 200, b""),
+        ]
+        assert got[0].found and not got[1].found and got[1].code == "key_not_found"
+        assert [x.exists for x in c.storage.exist_many(["nope", "a"])] == [False, True]
+        with pytest.raises(PreconditionFailedError) as err:
+            c.storage.set_many([SetItem("a", b"new", if_match='"999"')], atomic=True)
+        assert err.value.code == "precondition_failed"
+        w = c.storage.set_many(
+            [SetItem("a", b"new", content_type="text/plain", if_match=tag)], atomic=True
+        )
+        assert w.atomic and w.results[0].status == 200
+        assert c.storage.get_entry("a").content_type == "text/plain"
+        assert [(i.key, i.value) for i in c.storage.list_values(page_size=1)] == [
+            ("a", b"new"),
+            ("b/c", b""),
+        ]
+        d = c.storage.delete_many(["a", DeleteItem("b/c", if_match='"1"'), "zz"])
+        assert [(x.status, x.code) for x in d.results] == [
+            (200, None),
+            (412, "precondition_failed"),
+            (404, "key_not_found"),
+        ]
+        with pytest.raises(BadRequestError) as bad:
+            c.storage.get_many(["x", "x"])
+        assert bad.value.code == "duplicate_key"
+
+
+async def test_client_batch_async(live_server: LiveServer) -> None:
+    async with AsyncMemoryServiceClient(live_server.url, new_workspace(live_server)) as c:
+        w = await c.storage.set_many([SetItem("k", b"1", ttl=100), SetItem("j", b"22")])
+        assert [x.status for x in w.results] == [201, 201] and w.results[0].expires_at
+        got = await c.storage.get_many(["j", "k"])
+        assert [x.value for x in got] == [b"22", b"1"]
+        assert [x.exists for x in await c.storage.exist_many(["k", "q"])] == [True, False]
+        assert [i.key async for i in c.storage.list_values()] == ["j", "k"]
+        d = await c.storage.delete_many(["j", "k"], atomic=True)
+        assert [x.freed_bytes for x in d.results] == [3, 2]
+        with pytest.raises(NotFoundError):
+            await c.storage.delete_many(["j"], atomic=True)

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from memory_service.client import AsyncMemoryServiceClient, MemoryServiceClient
 from tests.conftest import Api
+from tests.support.live import new_workspace
+from tests.support.server import LiveServer
 
 U = "/api/memory/conversations"
 
@@ -164,3 +167,26 @@ async def test_other_workspaces_are_invisible(api: Api) -> None:
     assert brief(await all_pages(api, a)) == [("only-a", 1, 1), ("shared", 1, 5)]
     r = await api.client.get(U)
     assert (r.status_code, r.json()["code"]) == (401, "unauthorized")
+
+
+def test_client_conversations_sync(live_server: LiveServer) -> None:
+    with MemoryServiceClient(live_server.url, new_workspace(live_server)) as c:
+        for conv in ("c2", "c1", "c_1", "x"):
+            c.memory.add(conv, "user", "hi")
+        c.memory.add("c1", "user", "again", block_id="b")
+        got = [
+            (x.conversation_id, x.block_count, x.message_count)
+            for x in c.memory.conversations(page_size=1)
+        ]
+        assert got == [("c1", 2, 2), ("c2", 1, 1), ("c_1", 1, 1), ("x", 1, 1)]
+        assert [x.conversation_id for x in c.memory.conversations(prefix="c_")] == ["c_1"]
+        assert [x.conversation_id for x in c.memory.conversations(block_id="b")] == ["c1"]
+
+
+async def test_client_conversations_async(live_server: LiveServer) -> None:
+    async with AsyncMemoryServiceClient(live_server.url, new_workspace(live_server)) as c:
+        await c.memory.add("a1", "user", "hi")
+        await c.memory.add("a2", "user", "hi", block_id="z")
+        got = [x.conversation_id async for x in c.memory.conversations(page_size=1)]
+        assert got == ["a1", "a2"]
+        assert [x.conversation_id async for x in c.memory.conversations(block_id="z")] == ["a2"]

@@ -208,11 +208,11 @@ def set_many_txn(
                 sweep_account(conn, account, now)
                 swept = True
             if d > 0 and account.used + d > account.quota:
-                exc = QuotaExceeded(
+                refused = QuotaExceeded(
                     f"quota exceeded: this write needs {d} more bytes; "
                     f"{account.used} of {account.quota} bytes are used"
                 )
-                outcomes[i] = SetKey(413, None, None, None, None, KeyFailure.of(exc))
+                outcomes[i] = SetKey(413, None, None, None, None, KeyFailure.of(refused))
                 continue
             account.used += d
             written.append(i)
@@ -349,9 +349,9 @@ class KvBatchService(WorkspaceDataService):
                 raise at(i, exc) from None
         outcomes = await self.db.write(set_many_txn, workspace_id, checked, atomic, now)
         if self.metrics is not None:
-            for it, o in zip(checked, outcomes, strict=True):
+            for one, o in zip(checked, outcomes, strict=True):
                 if o.failure is None:
-                    self.metrics.kv_written(len(it.value))
+                    self.metrics.kv_written(len(one.value))
         return outcomes
 
     async def delete(

@@ -29,6 +29,10 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 def check_key(key: str, max_bytes: int) -> bytes:
     """A key is 1..max_bytes bytes of UTF-8 with no control characters; opaque otherwise."""
+    if key.isascii() and key.isprintable():  # most keys: one check (ASCII controls are not
+        raw = key.encode("ascii")  # printable), then on to the length
+        if 0 < len(raw) <= max_bytes:
+            return raw
     raw = key.encode("utf-8", "surrogatepass")
     if not raw:
         raise BadRequest("key must not be empty", code="invalid_key")

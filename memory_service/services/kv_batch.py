@@ -41,6 +41,7 @@ from .errors import (
 )
 from .kv import (
     DEFAULT_CONTENT_TYPE,
+    INLINE_VALUE_BYTES,
     charge,
     check_key,
     check_ttl,
@@ -98,12 +99,7 @@ class KeyFailure:
         return cls(exc.status, exc.code, exc.message)
 
 
-@dataclass(slots=True)
-class GotKey:
-    key: str
-    entry: sql.ListedEntry | None  # None: not found (or failure says why)
-    value: bytes | None
-    failure: KeyFailure | None
+NOT_FOUND = KeyFailure(404, "key_not_found", "key not found")
 
 
 @dataclass(slots=True)
@@ -142,12 +138,13 @@ class DeletedKey:
 
 def get_many_txn(
     conn: Connection, workspace_id: int, keys: list[bytes], now: int, budget: int
-) -> list[tuple[sql.ListedEntry | None, bytes | None, bool]]:
-    """Per key: (live entry or None, value or None, whether its value was left out because the
-    answer already holds `budget` bytes of values). One snapshot; values only of what fits."""
+) -> list[tuple[sql.BatchRead | None, bool]]:
+    """Per key: (live entry with its value, or None; whether its value was left out because the
+    answer already holds `budget` bytes of values). One snapshot; values only of what fits,
+    those up to INLINE_VALUE_BYTES read with the entries, larger ones by a second statement."""
     sql.one_snapshot(conn)
-    found = sql.live_entries(conn, workspace_id, keys, now)
-    wanted: list[bytes] = []
+    found = sql.read_many(conn, workspace_id, keys, now, INLINE_VALUE_BYTES)
+    large: list[bytes] = []
     over: set[bytes] = set()
     for key in keys:
         entry = found.get(key)
@@ -156,11 +153,15 @@ def get_many_txn(
         size = entry.size - len(key)
         if size > budget:
             over.add(key)
+            found[key] = entry._replace(value=None)
         else:
             budget -= size
-            wanted.append(key)
-    values = sql.values_of(conn, workspace_id, wanted) if wanted else {}
-    return [(found.get(k), values.get(k), k in over) for k in keys]
+            if entry.value is None:
+                large.append(key)
+    if large:
+        for key, value in sql.values_of(conn, workspace_id, large).items():
+            found[key] = found[key]._replace(value=value)
+    return [(found.get(k), k in over) for k in keys]
 
 
 def set_many_txn(
@@ -294,27 +295,26 @@ class KvBatchService(WorkspaceDataService):
         """Value bytes one answer carries at most: what a single GET may answer."""
         return self.settings.max_value_bytes
 
-    async def get(self, workspace_id: int, keys: list[str]) -> list[GotKey]:
+    async def get(
+        self, workspace_id: int, keys: list[str]
+    ) -> list[tuple[sql.BatchRead | None, KeyFailure | None]]:
+        """Per key, in order: (the live entry or None, why it comes without its value)."""
         raw = self._keys(keys, "keys")
         found = await self.db.read(get_many_txn, workspace_id, raw, self.clock(), self.value_budget)
-        out = []
-        for key, (entry, value, over) in zip(keys, found, strict=True):
-            failure = None
-            if entry is None:
-                failure = KeyFailure(404, "key_not_found", "key not found")
-            elif over:
-                failure = KeyFailure(
-                    413,
-                    "batch_too_large",
-                    f"the answer already holds {self.value_budget} bytes of values: "
-                    "read this key alone or in a smaller batch",
-                )
-            out.append(GotKey(key, entry, value, failure))
-        return out
+        over = KeyFailure(
+            413,
+            "batch_too_large",
+            f"the answer already holds {self.value_budget} bytes of values: "
+            "read this key alone or in a smaller batch",
+        )
+        return [
+            (entry, NOT_FOUND if entry is None else over if too_large else None)
+            for entry, too_large in found
+        ]
 
-    async def exist(self, workspace_id: int, keys: list[str]) -> list[sql.ListedEntry | None]:
+    async def exist(self, workspace_id: int, keys: list[str]) -> list[sql.BatchRead | None]:
         raw = self._keys(keys, "keys")
-        found = await self.db.read(sql.live_entries, workspace_id, raw, self.clock())
+        found = await self.db.read(sql.read_many, workspace_id, raw, self.clock(), -1)
         return [found.get(k) for k in raw]
 
     async def set(

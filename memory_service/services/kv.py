@@ -47,6 +47,16 @@ def check_key(key: str, max_bytes: int) -> bytes:
     return raw
 
 
+def plain_keys(keys: list[str], max_bytes: int) -> list[bytes] | None:
+    """check_key's first case for many keys at once: all printable ASCII of a valid length (one
+    check of them all), or None: check each with check_key."""
+    joined = "".join(keys)
+    if not (joined.isascii() and joined.isprintable()):
+        return None
+    raw = [key.encode("ascii") for key in keys]
+    return raw if all(0 < len(key) <= max_bytes for key in raw) else None
+
+
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string that starts with `prefix`."""
     stripped = prefix.rstrip(b"\xff")

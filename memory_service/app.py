@@ -21,6 +21,7 @@ from .http.guards import QueryGuard
 from .http.json_body import JsonRequest
 from .http.kv import PREFIX as KV_PREFIX
 from .http.kv import KvController
+from .http.kv_batch import KvBatchController
 from .http.kv_get import KvGetFastPath
 from .http.kv_set import KvSetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
@@ -142,6 +143,7 @@ def create_app(
     app = Litestar(
         route_handlers=[
             KvController,
+            KvBatchController,
             MemoryController,
             AdminController,
             OpsController,

@@ -3,8 +3,10 @@ workspace A is busy with the same ids, names and keys, and A's are the same whet
 
 Each example is a random program (seeded: reproducible) for each of two workspaces over every
 endpoint: memory adds (single, batch, named, idempotent, windowed), gets with every filter, getAll,
-message pages, deletes (and dry runs), the block registry, KV set/get/head/delete/list with
-conditions, content types and TTLs, usage, the explorer's counts, and every tool; plus clock
+message pages, deletes (and dry runs), the block registry, the conversation listing, KV
+set/get/head/delete/list with conditions, content types and TTLs, the batch KV operations (atomic
+or per key, with per-key conditions) and the listing with values, usage, the explorer's counts,
+and every tool; plus clock
 jumps that both see. The programs draw ids, names, keys and prefixes from one small pool, so
 they collide all the time.
 Three worlds (three databases of the kind under test) run them:
@@ -27,6 +29,7 @@ the longer run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -122,9 +125,10 @@ def random_op(rng: random.Random) -> dict:
         [
             "m_add", "m_batch", "m_get", "m_all", "m_next", "m_messages", "m_delete",
             "blk_set", "blk_list", "kv_put", "kv_get", "kv_head", "kv_del", "kv_list",
-            "kv_next", "usage", "stats", "tool",
+            "kv_next", "usage", "stats", "tool", "kvb_set", "kvb_get", "kvb_exist",
+            "kvb_del", "kvb_list", "m_convs",
         ],
-        weights=[10, 3, 6, 3, 2, 2, 2, 3, 1, 8, 5, 2, 3, 3, 2, 1, 2, 8],
+        weights=[10, 3, 6, 3, 2, 2, 2, 3, 1, 8, 5, 2, 3, 3, 2, 1, 2, 8, 4, 3, 2, 2, 2, 3],
     )[0]  # fmt: skip
     op: dict = {"kind": kind}
     if kind in ("m_add", "m_batch"):
@@ -187,6 +191,27 @@ def random_op(rng: random.Random) -> dict:
         op["params"] = {"prefix": rng.choice(PREFIXES), "limit": rng.randint(1, 3)}
     elif kind == "tool":
         op.update(random_tool(rng))
+    elif kind in ("kvb_set", "kvb_get", "kvb_exist", "kvb_del"):
+        keys = rng.sample(KEYS, rng.randint(1, 4))
+        op["atomic"] = rng.random() < 0.4
+        op["items"] = [
+            {
+                "key": key,
+                "value": rng.choice([b"", b"v", b"\x00\xff bytes", b"y" * 300]),
+                "type": rng.choice(TYPES),
+                "ttl": rng.choice(TTLS),
+                "cond": rng.choice([None, None, "match-current", "match-stale", "none-match-*"]),
+            }
+            for key in keys
+        ]
+    elif kind == "kvb_list":
+        op["params"] = {"prefix": rng.choice(PREFIXES), "limit": rng.randint(1, 3)}
+    elif kind == "m_convs":
+        op["params"] = {"limit": rng.randint(1, 3)}
+        if rng.random() < 0.4:
+            op["params"]["blockId"] = rng.choice([b for b in BLOCKS if b])
+        if rng.random() < 0.4:
+            op["params"]["prefix"] = rng.choice(["c", "c%_", "\u00fc", "x"])
     return op
 
 
@@ -333,6 +358,40 @@ async def perform(actor: Actor, step: int, op: dict) -> None:
         if "kv" in actor.cursors:
             params["cursor"], params["prefix"] = actor.cursors["kv"], actor.cursors["kv_prefix"]
         url, kw = "/api/kv", {"params": params}
+    elif kind in ("kvb_set", "kvb_get", "kvb_exist", "kvb_del"):
+        method, url = "POST", "/api/kv-batch/" + kind[4:].replace("del", "delete")
+        items = []
+        for it in op["items"]:
+            key = it["key"]
+            item: dict[str, Any] = {"key": key}
+            cond = it["cond"]
+            if cond == "match-current":
+                item["ifMatch"] = actor.etags.get(key, '"0"')
+            elif cond == "match-stale":
+                item["ifMatch"] = actor.stale.get(key, '"999999"')
+            elif cond == "none-match-*" and kind == "kvb_set":
+                item["ifNoneMatch"] = "*"
+            if kind == "kvb_set":
+                item["value"] = base64.b64encode(it["value"]).decode()
+                if it["type"]:
+                    item["contentType"] = it["type"]
+                if it["ttl"]:
+                    item["ttl"] = it["ttl"]
+            items.append(item)
+        if kind in ("kvb_get", "kvb_exist"):
+            kw = {"json": {"keys": [it["key"] for it in items]}}
+        else:
+            kw = {"json": {"items": items, "atomic": op["atomic"]}}
+    elif kind == "kvb_list":
+        params = dict(op["params"])
+        if "kvv" in actor.cursors and step % 2 and actor.cursors["kvv_prefix"] == params["prefix"]:
+            params["cursor"] = actor.cursors["kvv"]
+        url, kw = "/api/kv-batch/list", {"params": params}
+    elif kind == "m_convs":
+        params = dict(op["params"])
+        if "convs" in actor.cursors and step % 2:
+            params["cursor"] = actor.cursors["convs"]
+        url, kw = "/api/memory/conversations", {"params": params}
     elif kind == "usage":
         url = "/api/usage"
     elif kind == "stats":
@@ -367,6 +426,13 @@ async def perform(actor: Actor, step: int, op: dict) -> None:
         if old and old != r.headers["etag"]:
             actor.stale[op["key"]] = old
         actor.etags[op["key"]] = r.headers["etag"]
+    if isinstance(body, dict) and kind.startswith("kvb_") and isinstance(body.get("results"), list):
+        for res in body["results"]:
+            if res.get("etag"):
+                old = actor.etags.get(res["key"])
+                if old and old != res["etag"]:
+                    actor.stale[res["key"]] = old
+                actor.etags[res["key"]] = res["etag"]
     if isinstance(body, dict):
         actor.remember(body)
         if body.get("nextCursor"):
@@ -377,6 +443,11 @@ async def perform(actor: Actor, step: int, op: dict) -> None:
                 actor.cursors["kv_prefix"] = kw["params"].get("prefix", "")
             elif url == "/api/memory/blocks":
                 actor.cursors["blocks"] = body["nextCursor"]
+            elif url == "/api/kv-batch/list":
+                actor.cursors["kvv"] = body["nextCursor"]
+                actor.cursors["kvv_prefix"] = kw["params"].get("prefix", "")
+            elif url == "/api/memory/conversations":
+                actor.cursors["convs"] = body["nextCursor"]
     actor.transcript.append(
         (step, label, method, url, r.status_code, normalise(headers), normalise(body))
     )
@@ -403,6 +474,12 @@ async def snapshot(actor: Actor) -> dict:
         if not (cursor := page["nextCursor"]):
             break
     out["blocks"] = normalise((await c.get("/api/memory/blocks", headers=h)).json())
+    out["conversations"] = normalise(
+        (await c.get("/api/memory/conversations", params={"limit": 1000}, headers=h)).json()
+    )
+    out["values"] = normalise(
+        (await c.get("/api/kv-batch/list", params={"limit": 1000}, headers=h)).json()
+    )
     out["usage"] = (await c.get("/api/usage", headers=h)).json()
     out["usage"].pop("workspace", None)
     return out

@@ -80,6 +80,7 @@ def test_python_client_generates_cleanly_and_passes_the_smoke_program(
         "memory_add",
         "memory_block_list",
         "memory_block_set",
+        "memory_conversations",
         "memory_delete",
         "memory_get",
         "memory_get_all",

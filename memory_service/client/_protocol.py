@@ -5,7 +5,8 @@ framings. The two clients only differ in how they send a request and read a stre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import base64
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -102,11 +103,132 @@ class Entry:
     expires_at: str | None = None
 
 
+class BatchValue(msgspec.Struct, rename="camel"):
+    """One key of `get_many`: `status` 200 with its value, else 404 or 413 and a `code`."""
+
+    key: str
+    status: int
+    code: str | None
+    error: str | None
+    value: bytes | None  # (base64 on the wire)
+    content_type: str | None
+    value_length: int | None
+    version: int | None
+    etag: str | None
+    updated_at: str | None
+    expires_at: str | None
+
+    @property
+    def found(self) -> bool:
+        return self.status == 200
+
+
+class BatchExists(msgspec.Struct, rename="camel"):
+    key: str
+    exists: bool
+    status: int
+    code: str | None
+    content_type: str | None
+    value_length: int | None
+    version: int | None
+    etag: str | None
+    updated_at: str | None
+    expires_at: str | None
+
+
+class BatchWrite(msgspec.Struct, rename="camel"):
+    """One key of `set_many`: 201 created, 200 replaced, else 412 or 413 and a `code`."""
+
+    key: str
+    status: int
+    code: str | None
+    error: str | None
+    version: int | None
+    etag: str | None
+    size: int | None
+    created: bool | None
+    expires_at: str | None
+
+
+class BatchWritten(msgspec.Struct):
+    results: list[BatchWrite]
+    atomic: bool
+    message: str = ""
+
+
+class BatchDelete(msgspec.Struct, rename="camel"):
+    key: str
+    status: int
+    code: str | None
+    error: str | None
+    deleted: bool
+    freed_bytes: int
+
+
+class BatchDeleted(msgspec.Struct):
+    results: list[BatchDelete]
+    atomic: bool
+    message: str = ""
+
+
+class KvValueItem(msgspec.Struct, rename="camel"):
+    key: str
+    size: int
+    content_type: str
+    version: int
+    etag: str
+    updated_at: str
+    value: bytes  # (base64 on the wire)
+    expires_at: str | None = None
+
+
+class KvValuePage(msgspec.Struct, rename="camel"):
+    items: list[KvValueItem]
+    next_cursor: str | None = None
+    message: str = ""
+
+
+class Conversation(msgspec.Struct, rename="camel"):
+    conversation_id: str
+    block_count: int
+    message_count: int
+    updated_at: str
+
+
+class ConversationPage(msgspec.Struct, rename="camel"):
+    conversations: list[Conversation]
+    next_cursor: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SetItem:
+    """One key of `set_many`; `if_match` / `if_none_match` as the single set's headers."""
+
+    key: str
+    value: bytes
+    content_type: str | None = None
+    ttl: float | None = None
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteItem:
+    key: str
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
 class Usage(msgspec.Struct):
     workspace: str
     used: int
     quota: int
     message: str = ""
+
+
+class _Results(msgspec.Struct, Generic[T]):
+    results: list[T]
 
 
 # --- calls ---------------------------------------------------------------------------------------
@@ -274,6 +396,97 @@ def storage_list_page(
 ) -> Call[KvPage]:
     params = _params(prefix=prefix, limit=limit, cursor=cursor)
     return Call("GET", "/api/kv", _decoder(KvPage), params=params)
+
+
+def _b64(value: bytes) -> str:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"value must be bytes, not {type(value).__name__}")
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+def _conditions(body: dict[str, Any], if_match: str | None, if_none_match: str | None) -> None:
+    if if_match is not None:
+        body["ifMatch"] = if_match
+    if if_none_match is not None:
+        body["ifNoneMatch"] = if_none_match
+
+
+def storage_get_many(keys: Iterable[str]) -> Call[list[BatchValue]]:
+    dec = msgspec.json.Decoder(_Results[BatchValue])
+    return Call(
+        "POST",
+        "/api/kv-batch/get",
+        lambda r: dec.decode(r.content).results,
+        json={"keys": list(keys)},
+    )
+
+
+def storage_exist_many(keys: Iterable[str]) -> Call[list[BatchExists]]:
+    dec = msgspec.json.Decoder(_Results[BatchExists])
+    return Call(
+        "POST",
+        "/api/kv-batch/exist",
+        lambda r: dec.decode(r.content).results,
+        json={"keys": list(keys)},
+    )
+
+
+def storage_set_many(
+    items: Mapping[str, bytes] | Iterable[SetItem], *, atomic: bool = False
+) -> Call[BatchWritten]:
+    if isinstance(items, Mapping):
+        items = [SetItem(k, v) for k, v in items.items()]
+    body = []
+    for it in items:
+        one: dict[str, Any] = {"key": it.key, "value": _b64(it.value)}
+        if it.content_type is not None:
+            one["contentType"] = it.content_type
+        if it.ttl is not None:
+            one["ttl"] = it.ttl
+        _conditions(one, it.if_match, it.if_none_match)
+        body.append(one)
+    return Call(
+        "POST",
+        "/api/kv-batch/set",
+        _decoder(BatchWritten),
+        json={"items": body, "atomic": atomic},
+    )
+
+
+def storage_delete_many(
+    items: Iterable[str | DeleteItem], *, atomic: bool = False
+) -> Call[BatchDeleted]:
+    body = []
+    for it in items:
+        if isinstance(it, str):
+            it = DeleteItem(it)
+        one: dict[str, Any] = {"key": it.key}
+        _conditions(one, it.if_match, it.if_none_match)
+        body.append(one)
+    return Call(
+        "POST",
+        "/api/kv-batch/delete",
+        _decoder(BatchDeleted),
+        json={"items": body, "atomic": atomic},
+    )
+
+
+def storage_list_values_page(
+    prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+) -> Call[KvValuePage]:
+    params = _params(prefix=prefix, limit=limit, cursor=cursor)
+    return Call("GET", "/api/kv-batch/list", _decoder(KvValuePage), params=params)
+
+
+def memory_conversations_page(
+    *,
+    block_id: str | None = None,
+    prefix: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[ConversationPage]:
+    params = _params(blockId=block_id, prefix=prefix, limit=limit, cursor=cursor)
+    return Call("GET", "/api/memory/conversations", _decoder(ConversationPage), params=params)
 
 
 def usage() -> Call[Usage]:

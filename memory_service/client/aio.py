@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -74,6 +74,26 @@ class AsyncMemory:
     async def delete(self, conversation_id: str | None = None, **kw: Any) -> p.Deleted:
         return await self._c.call(p.memory_delete(conversation_id, **kw))
 
+    async def conversations(
+        self,
+        *,
+        block_id: str | None = None,
+        prefix: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[p.Conversation]:
+        cursor = None
+        while True:
+            page = await self._c.call(
+                p.memory_conversations_page(
+                    block_id=block_id, prefix=prefix, limit=page_size, cursor=cursor
+                )
+            )
+            for item in page.conversations:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
 
 class AsyncStorage:
     def __init__(self, client: AsyncMemoryServiceClient) -> None:
@@ -93,6 +113,36 @@ class AsyncStorage:
 
     async def exist(self, key: str) -> bool:
         return await self._c.call(p.storage_exist(key))
+
+    async def get_many(self, keys: Iterable[str]) -> list[p.BatchValue]:
+        return await self._c.call(p.storage_get_many(keys))
+
+    async def exist_many(self, keys: Iterable[str]) -> list[p.BatchExists]:
+        return await self._c.call(p.storage_exist_many(keys))
+
+    async def set_many(
+        self, items: Mapping[str, bytes] | Iterable[p.SetItem], *, atomic: bool = False
+    ) -> p.BatchWritten:
+        return await self._c.call(p.storage_set_many(items, atomic=atomic))
+
+    async def delete_many(
+        self, items: Iterable[str | p.DeleteItem], *, atomic: bool = False
+    ) -> p.BatchDeleted:
+        return await self._c.call(p.storage_delete_many(items, atomic=atomic))
+
+    async def list_values(
+        self, prefix: str = "", *, page_size: int | None = None
+    ) -> AsyncIterator[p.KvValueItem]:
+        cursor = None
+        while True:
+            page = await self._c.call(
+                p.storage_list_values_page(prefix, limit=page_size, cursor=cursor)
+            )
+            for item in page.items:
+                yield item
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
 
     async def list(
         self, prefix: str = "", *, page_size: int | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -84,6 +84,27 @@ class Memory:
     def delete(self, conversation_id: str | None = None, **kw: Any) -> p.Deleted:
         return self._c.call(p.memory_delete(conversation_id, **kw))
 
+    def conversations(
+        self,
+        *,
+        block_id: str | None = None,
+        prefix: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[p.Conversation]:
+        """Every conversation id of the workspace (of a block, or starting with `prefix`), in
+        order, with its block and message counts, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = self._c.call(
+                p.memory_conversations_page(
+                    block_id=block_id, prefix=prefix, limit=page_size, cursor=cursor
+                )
+            )
+            yield from page.conversations
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
 
 class Storage:
     """The KV store, with the call shapes of a Dify plugin's `session.storage`:
@@ -109,6 +130,39 @@ class Storage:
 
     def exist(self, key: str) -> bool:
         return self._c.call(p.storage_exist(key))
+
+    def get_many(self, keys: Iterable[str]) -> list[p.BatchValue]:
+        """Up to 1,000 keys in one request; a result per key, in order (`status` 200 with its
+        `value`, else 404 or 413)."""
+        return self._c.call(p.storage_get_many(keys))
+
+    def exist_many(self, keys: Iterable[str]) -> list[p.BatchExists]:
+        return self._c.call(p.storage_exist_many(keys))
+
+    def set_many(
+        self, items: Mapping[str, bytes] | Iterable[p.SetItem], *, atomic: bool = False
+    ) -> p.BatchWritten:
+        """Up to 1,000 keys in one transaction (`{key: bytes}` or SetItems with their own type,
+        ttl and conditions). `atomic`: any key that fails raises its error, nothing stored;
+        otherwise each result carries its own status."""
+        return self._c.call(p.storage_set_many(items, atomic=atomic))
+
+    def delete_many(
+        self, items: Iterable[str | p.DeleteItem], *, atomic: bool = False
+    ) -> p.BatchDeleted:
+        return self._c.call(p.storage_delete_many(items, atomic=atomic))
+
+    def list_values(
+        self, prefix: str = "", *, page_size: int | None = None
+    ) -> Iterator[p.KvValueItem]:
+        """As `list`, each entry with its value."""
+        cursor = None
+        while True:
+            page = self._c.call(p.storage_list_values_page(prefix, limit=page_size, cursor=cursor))
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
 
     def list(self, prefix: str = "", *, page_size: int | None = None) -> Iterator[p.KvItem]:
         """Every live key starting with `prefix`, in byte order, fetched a page at a time."""

@@ -18,6 +18,8 @@ from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
 from .auth import admit, provide_principal
 from .memory_schemas import (
+    ConversationItem,
+    ConversationList,
     MemoryAddBody,
     MemoryAdded,
     MemoryBlockItem,
@@ -376,5 +378,47 @@ class MemoryController(Controller):
             success=True,
             message=count(len(blocks), "block"),
             blocks=blocks,
+            next_cursor=next_cursor,
+        )
+
+    @get(
+        "/conversations",
+        operation_id="memoryConversations",
+        summary="The workspace's distinct conversation ids, paginated, with their counts",
+        description="In id order (`limit`, `cursor`, `nextCursor`), each with the number of "
+        "its memories (blocks) and messages and its last update. `blockId`: only "
+        "conversations with a memory in that block, counted in it alone. `prefix`: only ids "
+        "that start with it, exactly (`%` and `_` are ordinary characters).",
+    )
+    async def conversations(
+        self,
+        request: Request,
+        principal: NamedDependency[Principal],
+        block_id: BlockId = None,
+        prefix: Annotated[
+            str | None,
+            QueryParameter(
+                required=False, description="Only conversation ids that start with this."
+            ),
+        ] = None,
+        limit: Limit = None,
+        cursor: Cursor = None,
+    ) -> ConversationList:
+        rows, next_cursor = await memory_of(request).list_conversations(
+            principal.workspace_id, block_id=block_id, prefix=prefix, limit=limit, cursor=cursor
+        )
+        items = [
+            ConversationItem(
+                conversation_id=r.conversation_id,
+                block_count=r.blocks,
+                message_count=r.messages,
+                updated_at=iso(r.updated_at),
+            )
+            for r in rows
+        ]
+        return ConversationList(
+            success=True,
+            message=count(len(items), "conversation"),
+            conversations=items,
             next_cursor=next_cursor,
         )

@@ -91,3 +91,20 @@ class MemoryBlockList(msgspec.Struct, rename="camel"):
     message: str
     blocks: list[MemoryBlockItem]
     next_cursor: str | None
+
+
+class ConversationItem(msgspec.Struct, rename="camel"):
+    conversation_id: str
+    # Memories (one per block) of this conversation that the listing's filter matches.
+    block_count: int
+    # Messages in those memories, summed.
+    message_count: int
+    # The last append to any of them.
+    updated_at: str
+
+
+class ConversationList(msgspec.Struct, rename="camel"):
+    success: Literal[True]
+    message: str
+    conversations: list[ConversationItem]
+    next_cursor: str | None

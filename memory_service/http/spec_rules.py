@@ -33,6 +33,7 @@ from litestar.openapi.spec import (
 )
 
 from ..services.kv import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+from ..services.media_types import MAX_MEDIA_TYPE_CHARS
 from ..services.memory import ID_LENGTH, IDEMPOTENCY_KEY_LENGTH, ROLES
 from ..settings import Settings
 
@@ -105,6 +106,8 @@ def parameter_limits(settings: Settings, operation_id: str) -> dict[tuple[str, s
     """Limits of parameters by (in, name), as the services check them."""
     an_id = Limits(min_length=1, max_length=ID_LENGTH)
     page = settings.max_message_page if operation_id == "memoryMessages" else None
+    # A KV prefix is bytes of a key; a conversation id prefix, characters of an id.
+    prefix = ID_LENGTH if operation_id == "memoryConversations" else settings.max_key_bytes
     return {
         ("query", "conversationId"): an_id,
         ("query", "id"): replace(an_id, deprecated=True),
@@ -117,7 +120,7 @@ def parameter_limits(settings: Settings, operation_id: str) -> dict[tuple[str, s
         ("query", "cursor"): Limits(min_length=1),
         # Bytes of UTF-8; as characters, at most as many.
         ("path", "key"): Limits(min_length=1, max_length=settings.max_key_bytes),
-        ("query", "prefix"): Limits(max_length=settings.max_key_bytes),
+        ("query", "prefix"): Limits(max_length=prefix),
         ("header", "Idempotency-Key"): Limits(min_length=1, max_length=IDEMPOTENCY_KEY_LENGTH),
         ("header", "If-Match"): Limits(min_length=1),
         ("header", "If-None-Match"): Limits(min_length=1),
@@ -128,6 +131,8 @@ def property_limits(settings: Settings) -> dict[tuple[str, str], Limits]:
     """Limits of request body properties by (schema, property)."""
     an_id = Limits(min_length=1, max_length=ID_LENGTH)
     roles = Limits(enum=tuple(sorted(ROLES, key=["user", "assistant", "system"].index)))
+    # Bytes of UTF-8; as characters, at most as many.
+    a_key = Limits(min_length=1, max_length=settings.max_key_bytes)
     return {
         ("MemoryAddBody", "conversationId"): an_id,
         ("MemoryAddBody", "id"): replace(an_id, deprecated=True),
@@ -138,6 +143,14 @@ def property_limits(settings: Settings) -> dict[tuple[str, str], Limits]:
         ("MemoryAddBody", "lastN"): Limits(minimum=0, maximum=settings.max_message_page),
         ("MemoryMessageIn", "role"): roles,
         ("MemoryBlockName", "name"): an_id,
+        ("KvBatchSetItem", "key"): a_key,
+        ("KvBatchSetItem", "ttl"): Limits(minimum=MIN_TTL_SECONDS, maximum=MAX_TTL_SECONDS),
+        ("KvBatchSetItem", "contentType"): Limits(max_length=MAX_MEDIA_TYPE_CHARS),
+        ("KvBatchSetItem", "ifMatch"): Limits(min_length=1),
+        ("KvBatchSetItem", "ifNoneMatch"): Limits(min_length=1),
+        ("KvBatchDeleteItem", "key"): a_key,
+        ("KvBatchDeleteItem", "ifMatch"): Limits(min_length=1),
+        ("KvBatchDeleteItem", "ifNoneMatch"): Limits(min_length=1),
         ("CreateKey", "label"): Limits(max_length=128),
         ("CreateWorkspace", "name"): Limits(min_length=1, max_length=128),
         ("CreateWorkspace", "quotaBytes"): Limits(minimum=0),

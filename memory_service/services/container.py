@@ -12,6 +12,7 @@ from ..storage.migrations import head_revision
 from .cursors import Cursors
 from .health import HealthService
 from .kv import KvService
+from .kv_batch import KvBatchService
 from .memory import MemoryService
 from .metrics import Metrics
 from .ratelimit import RateLimiter, limiter_from
@@ -29,6 +30,7 @@ class Services:
     health: HealthService
     workspaces: WorkspaceService
     kv: KvService
+    kv_batch: KvBatchService
     memory: MemoryService
     stats: StatsService
 
@@ -49,6 +51,7 @@ class Services:
             ),
             workspaces=WorkspaceService(db, settings),
             kv=KvService(db, settings, clock=clock, metrics=metrics, cursors=cursors),
+            kv_batch=KvBatchService(db, settings, clock=clock, metrics=metrics, cursors=cursors),
             memory=MemoryService(db, settings, clock=clock, metrics=metrics, cursors=cursors),
             stats=StatsService(db, clock),
         )

@@ -29,6 +29,10 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 def check_key(key: str, max_bytes: int) -> bytes:
     """A key is 1..max_bytes bytes of UTF-8 with no control characters; opaque otherwise."""
+    if key.isascii() and key.isprintable():  # most keys: one check (ASCII controls are not
+        raw = key.encode("ascii")  # printable), then on to the length
+        if 0 < len(raw) <= max_bytes:
+            return raw
     raw = key.encode("utf-8", "surrogatepass")
     if not raw:
         raise BadRequest("key must not be empty", code="invalid_key")
@@ -46,6 +50,16 @@ def check_key(key: str, max_bytes: int) -> bytes:
 def check_value_size(size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise TooLarge(f"value is {size} bytes; the maximum is {max_bytes}", code="value_too_large")
+
+
+def plain_keys(keys: list[str], max_bytes: int) -> list[bytes] | None:
+    """check_key's first case for many keys at once: all printable ASCII of a valid length (one
+    check of them all), or None: check each with check_key."""
+    joined = "".join(keys)
+    if not (joined.isascii() and joined.isprintable()):
+        return None
+    raw = [key.encode("ascii") for key in keys]
+    return raw if all(0 < len(key) <= max_bytes for key in raw) else None
 
 
 def prefix_upper_bound(prefix: bytes) -> bytes | None:

@@ -365,3 +365,126 @@ def stored_bytes(conn: Connection, workspace_id: int) -> int:
         select(func.coalesce(func.sum(E.size), 0)).where(E.workspace_id == workspace_id)
     )
     return int(result.scalar_one())
+
+
+# --- batches (services/kv_batch.py): a few set-based statements per batch, never one per key ---
+
+# Keys per IN list: far under SQLite's 32766 bound variables, and a statement PostgreSQL plans
+# once per size. A batch of 1,000 keys is two statements per step.
+_IN_CHUNK = 500
+
+
+def _chunks(keys: list[bytes]) -> list[list[bytes]]:
+    return [keys[i : i + _IN_CHUNK] for i in range(0, len(keys), _IN_CHUNK)]
+
+
+class BatchMeta(NamedTuple):
+    """A stored entry (expired or not) as a batch write decides on it."""
+
+    key: bytes
+    id: int
+    size: int
+    version: int
+    expires_at: int | None
+
+
+def one_snapshot(conn: Connection) -> None:
+    """A read of several statements sees one snapshot: SQLite's read transactions do already;
+    PostgreSQL's READ COMMITTED takes one per statement, so ask for REPEATABLE READ (the
+    transaction's first statement; a read-only one never fails to serialize)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def entry_metas(conn: Connection, workspace_id: int, keys: list[bytes]) -> dict[bytes, BatchMeta]:
+    """The stored entries (expired or not) of `keys`, without values, by key."""
+    found: dict[bytes, BatchMeta] = {}
+    for chunk in _chunks(keys):
+        stmt = select(E.key, E.id, E.size, E.version, E.expires_at).where(
+            E.workspace_id == workspace_id, E.key.in_(chunk)
+        )
+        for row in conn.execute(stmt):
+            found[row.key] = BatchMeta._make(row)
+    return found
+
+
+class BatchRead(NamedTuple):
+    """A live entry as a batch read sees it; `value` is None when larger than the inline limit
+    (read it with values_of) or not asked for."""
+
+    key: bytes
+    size: int  # key + value bytes
+    content_type: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+    value: bytes | None
+
+
+# SQLite runs this one on the driver: an IN list cannot be a prepared statement (its number of
+# parameters varies), and through SQLAlchemy a read of 100 keys cost 1.1 ms against 0.18 ms on
+# the driver (measured), most of a batch get. The statement is what _BATCH_READ says.
+_BATCH_READ_SQLITE = (
+    "SELECT key, size, content_type, version, expires_at, updated_at,"
+    " CASE WHEN size - length(key) <= ? THEN value END FROM kv_entry"
+    " WHERE workspace_id = ? AND (expires_at IS NULL OR expires_at > ?) AND key IN ({})"
+)
+
+
+def read_many(
+    conn: Connection, workspace_id: int, keys: list[bytes], now: int, inline: int
+) -> dict[bytes, BatchRead]:
+    """The live entries of `keys` by key, each with its value when at most `inline` bytes
+    (inline < 0: no values)."""
+    found: dict[bytes, BatchRead] = {}
+    raw = getattr(conn, "raw", None)  # (storage/prepared.py's FastConnection: SQLite's)
+    for chunk in _chunks(keys):
+        if raw is not None:
+            sql = _BATCH_READ_SQLITE.format(",".join("?" * len(chunk)))
+            rows = raw.execute(sql, [inline, workspace_id, now, *chunk]).fetchall()
+        else:
+            value = case((E.size - func.length(E.key) <= inline, E.value), else_=None)
+            stmt = select(
+                E.key, E.size, E.content_type, E.version, E.expires_at, E.updated_at, value
+            ).where(E.workspace_id == workspace_id, live(now), E.key.in_(chunk))
+            rows = list(conn.execute(stmt))
+        for row in rows:
+            found[row[0]] = BatchRead._make(row)
+    return found
+
+
+def values_of(conn: Connection, workspace_id: int, keys: list[bytes]) -> dict[bytes, bytes]:
+    """The values of `keys` (read in the snapshot their entries were read in: one_snapshot)."""
+    found: dict[bytes, bytes] = {}
+    for chunk in _chunks(keys):
+        stmt = select(E.key, E.value).where(E.workspace_id == workspace_id, E.key.in_(chunk))
+        for key, value in conn.execute(stmt):
+            found[key] = value
+    return found
+
+
+def upsert_entries(conn: Connection, rows: list[dict]) -> None:
+    """upsert_entry for each of `rows` (its keyword arguments, `workspace_id` ... `now`), as
+    one statement run over all of them (the driver's executemany)."""
+    if not rows:
+        return
+    params = [
+        {
+            "workspace_id": r["workspace_id"],
+            "key": r["key"],
+            "value": r["value"],
+            "content_type": r["content_type"],
+            "size": r["size"],
+            "version": r["version"],
+            "expires_at": r["expires_at"],
+            "created_at": r["now"],
+            "updated_at": r["now"],
+        }
+        for r in rows
+    ]
+    conn.execute(_UPSERT[conn.dialect.name], params)
+
+
+def delete_entries_many(conn: Connection, ids: list[int]) -> None:
+    for i in range(0, len(ids), _IN_CHUNK):
+        delete_entries(conn, ids[i : i + _IN_CHUNK])

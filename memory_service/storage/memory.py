@@ -292,6 +292,41 @@ def list_blocks(
     return [BlockRecord._make(r) for r in conn.execute(stmt.order_by(B.block_id).limit(limit))]
 
 
+class ConversationRecord(NamedTuple):
+    conversation_id: str
+    blocks: int
+    messages: int
+    updated_at: int
+
+
+def list_conversations(
+    conn: Connection,
+    workspace_id: int,
+    block_id: str | None,
+    prefix: str | None,
+    after: str | None,
+    limit: int,
+) -> list[ConversationRecord]:
+    """The workspace's conversation ids after `after`, in order, each with the number of its
+    memories (blocks), their messages and their last change; only memories of `block_id` when
+    given, only ids starting with `prefix` (compared as characters: `%` and `_` are ordinary,
+    never LIKE, which SQLite also folds in case)."""
+    stmt = select(
+        M.conversation_id, func.count(), func.sum(M.message_count), func.max(M.updated_at)
+    ).where(M.workspace_id == workspace_id)
+    if block_id is not None:
+        stmt = stmt.where(M.block_id == block_id)
+    if prefix:
+        stmt = stmt.where(func.substr(M.conversation_id, 1, len(prefix)) == prefix)
+    if after is not None:
+        stmt = stmt.where(M.conversation_id > after)
+    stmt = stmt.group_by(M.conversation_id).order_by(M.conversation_id).limit(limit)
+    return [
+        ConversationRecord(conv, int(blocks), int(messages), int(updated))
+        for conv, blocks, messages, updated in conn.execute(stmt)
+    ]
+
+
 # --- idempotency ---------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ...settings import MiB, Settings
 from ...storage import memory as sql
 from ...storage.database import Database
-from ...storage.memory import BlockRecord, Filter
+from ...storage.memory import BlockRecord, ConversationRecord, Filter
 from ..base import WorkspaceDataService
 from ..cursors import invalid_cursor
 from ..errors import BadRequest, TooLarge
@@ -300,6 +300,44 @@ class MemoryService(WorkspaceDataService):
             rows = rows[:limit]
             await self.cursors.load()
             next_cursor = self.cursors.seal("blocks", workspace_id, rows[-1].block_id)
+        return rows, next_cursor
+
+    async def list_conversations(
+        self,
+        workspace_id: int,
+        *,
+        block_id: str | None = None,
+        prefix: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[ConversationRecord], str | None]:
+        """Distinct conversation ids, paged in id order; counts over the memories the filter
+        matches (with `block_id`, that block's memory only)."""
+        limit = self.page_limit(limit)
+        if block_id is not None:
+            check_id(block_id, "blockId")
+        if prefix:
+            check_id(prefix, "prefix")
+        # The filter's fingerprint, so that a cursor is not reused under other filters.
+        raw = json.dumps(["conversations", block_id, prefix or ""]).encode()
+        tag = hashlib.sha256(raw).hexdigest()[:16]
+        after = None
+        if cursor:
+            await self.cursors.load()
+            payload = self.cursors.open(cursor, "conversations", workspace_id)
+            if not (isinstance(payload, list) and len(payload) == 2 and payload[1] == tag):
+                raise invalid_cursor("belongs to a listing with other filters")
+            after = payload[0]
+        rows = await self.db.read(
+            sql.list_conversations, workspace_id, block_id, prefix or None, after, limit + 1
+        )
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            await self.cursors.load()
+            next_cursor = self.cursors.seal(
+                "conversations", workspace_id, [rows[-1].conversation_id, tag]
+            )
         return rows, next_cursor
 
     async def sweep_idempotency(self) -> int:

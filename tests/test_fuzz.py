@@ -104,3 +104,50 @@ def test_server_logged_no_errors(target: Target) -> None:
     was logged after an answer was sent)."""
     log = target.server.log_text()
     assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-5000:]
+
+
+# --- Stateful: sequences of calls that feed one answer's values into the next ---------------------
+
+STATEFUL_EXAMPLES = int(os.environ.get("MEMORY_FUZZ_STATEFUL_EXAMPLES", "15"))
+
+
+def test_stateful_sequences_answer_as_documented(target: Target) -> None:
+    """Schemathesis' stateful phase: it infers links between operations from the document (a
+    workspace created, then read, given keys, a quota, deleted; a block registered, then its
+    memories added, read, listed as conversations, counted, deleted; a tool read, then invoked)
+    and runs random sequences of them. Every answer passes the same checks as above, and none
+    makes the server log an error."""
+    machine = schema.as_state_machine()
+    linked = {name for name in dir(machine) if "__" in name and not name.startswith("_")}
+    # The links this test relies on, among them the endpoints of this wave (conversations).
+    assert {
+        "POST_api_memory___200_GetMemory__GET_api_memory",
+        "GET_api_memory_conversations___200_GetConversationItem__GET_api_memory_messages",
+        "PUT_api_memory_blocks_block_id___200_PostBlock__POST_api_memory",
+        "POST_admin_workspaces___201_PostWorkspaceInfo__POST_admin_workspaces_name_keys",
+    } <= linked, sorted(linked)
+
+    class Workflow(machine):  # type: ignore[misc,valid-type]
+        def before_call(self, case: schemathesis.Case) -> None:
+            target.ensure_workspace()
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            headers = ADMIN if case.path.startswith("/admin") else target.auth()
+            return {"base_url": target.server.url, "headers": headers}
+
+        def validate_response(
+            self, response: object, case: schemathesis.Case, **kwargs: object
+        ) -> None:
+            case.validate_response(response, checks=CHECKS)  # type: ignore[arg-type]
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=8,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    log = target.server.log_text()
+    assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-5000:]

@@ -22,6 +22,7 @@ from .http.json_body import JsonRequest
 from .http.kv import PREFIX as KV_PREFIX
 from .http.kv import KvController
 from .http.kv_batch import KvBatchController
+from .http.kv_batch_get import KvBatchGetFastPath
 from .http.kv_get import KvGetFastPath
 from .http.kv_set import KvSetFastPath
 from .http.mcp import McpEndpoint, mcp_handler
@@ -168,7 +169,7 @@ def create_app(
     # Request ids, access logs and request metrics around everything, unrouted requests included
     # (Litestar's own middleware runs only for requests that matched a route).
     # The hottest routes answered in front of Litestar's router (http/fast_path.py).
-    fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath]
+    fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath, KvBatchGetFastPath]
     handler = with_fast_paths(app.asgi_handler, app, services, fast)
     # In front of the fast paths too: KV keys made only of slashes routed to the key's route,
     # HEAD on every GET route, OPTIONS that agree with the 405s (http/methods.py).

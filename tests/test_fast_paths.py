@@ -1,5 +1,5 @@
-"""The fast paths (http/fast_path.py: KV get and set, memory add and get) answer exactly what
-the Litestar handlers answer.
+"""The fast paths (http/fast_path.py: KV get and set, batch get, memory add and get) answer
+exactly what the Litestar handlers answer.
 
 Two apps over one database: the default one, which serves those requests by the fast paths, and
 one with an allow-all guard on the app, which turns them off (a guard is one of their blockers)
@@ -30,6 +30,7 @@ from litestar.handlers import BaseRouteHandler
 
 import memory_service.app as app_module
 from memory_service.http.fast_path import blockers, fast_paths_of, route_handler
+from memory_service.http.kv_batch_get import KvBatchGetFastPath
 from memory_service.http.kv_get import KvGetFastPath
 from memory_service.http.kv_set import KvSetFastPath
 from memory_service.http.memory_add import MemoryAddFastPath
@@ -151,13 +152,14 @@ async def make_pair(database_url: str, **overrides: object) -> Pair:
     with guarded_litestar():
         slow_api, slow = await make_api(database_url, **overrides)
     assert {type(p) for p in fast_paths_of(fast)} == {
+        KvBatchGetFastPath,
         KvGetFastPath,
         KvSetFastPath,
         MemoryAddFastPath,
         MemoryGetFastPath,
     }
     assert fast_paths_of(slow) == []
-    for operation in ("kvGet", "kvSet", "memoryAdd", "memoryGet"):
+    for operation in ("kvGet", "kvSet", "memoryAdd", "memoryGet", "kvBatchGet"):
         assert blockers(slow, route_handler(slow, operation)) == ["guards"]
     return Pair((api, fast), (slow_api, slow))
 
@@ -391,6 +393,11 @@ def comparable(raw: bytes) -> object:
         body["expiresAt"] = "<time>" if TIME.fullmatch(body["expiresAt"]) else body["expiresAt"]
     if isinstance(body, dict) and body.get("nextCursor"):
         body["nextCursor"] = f"<cursor of {len(body['nextCursor'])}>"
+    for result in body.get("results", []) if isinstance(body, dict) else []:
+        if isinstance(result, dict) and isinstance(result.get("updatedAt"), str):
+            result["updatedAt"] = (
+                "<time>" if TIME.fullmatch(result["updatedAt"]) else "<not a time>"
+            )
     for memory in body.get("memories", []) if isinstance(body, dict) else []:
         for name in ("createdAt", "updatedAt"):
             memory[name] = "<time>" if TIME.fullmatch(memory[name]) else memory[name]
@@ -694,3 +701,89 @@ async def test_every_kv_set_is_answered_alike(database_url: str) -> None:
             )
             lists.append([(i["key"], i["size"], i["version"]) for i in r.json()["items"]])
         assert lists[0] == lists[1] and len(lists[0]) >= 5
+
+
+# --- POST /api/kv-batch/get ----------------------------------------------------------------------
+
+BATCH_BODIES = [
+    json.dumps({"keys": ["k", "missing", "ünï/κλειδί 🔑", "big", "ttl"]}).encode(),
+    json.dumps({"keys": []}).encode(),
+    json.dumps({"keys": ["k", "k"]}).encode(),
+    json.dumps({"keys": ["", "k"]}).encode(),
+    json.dumps({"keys": ["a\u0001"]}).encode(),
+    json.dumps({"keys": ["x" * 513]}).encode(),
+    json.dumps({"keys": [f"k{i}" for i in range(1001)]}).encode(),
+    json.dumps({"keys": "k"}).encode(),
+    json.dumps({"keys": [1]}).encode(),
+    json.dumps({"keys": ["k"], "extra": 1}).encode(),
+    # A member given twice: a 400 duplicate_member, whichever value would win.
+    b'{"keys": ["k"], "keys": ["big"]}',
+    b'{"keys": ["k"], "keys": ["k"]}',
+    b'{"keys": ["\\ud800"]}',
+    b'{"keys": ["\xff"]}',
+    b"",
+    b"null",
+    b"{",
+    b"[" * 5000 + b"]" * 5000,
+]
+
+
+async def test_every_batch_get_is_answered_alike(database_url: str) -> None:
+    pair = await make_pair(database_url, auth_failure_burst=10_000)
+    async with pair.api.client, pair.slow_api.client:
+        keys = []
+        for name in ("batch-fast", "batch-slow"):
+            h = await pair.api.workspace(name)
+            for key, value in [("k", b"\x00v"), ("ünï/κλειδί 🔑", b"u"), ("big", b"b" * 100_000)]:
+                path = "/api/kv/" + urllib.parse.quote(key, safe="")
+                assert (
+                    await pair.api.client.put(path, content=value, headers=h)
+                ).status_code == 201
+            keys.append(h["Authorization"].encode())
+        batches = WorkspacePair(pair, (keys[0], keys[1]))
+        key = (b"authorization", b"{key}")
+        good = [key, (b"content-type", b"application/json")]
+        path = b"/api/kv-batch/get"
+        codes = []
+        for body in BATCH_BODIES:
+            status, _, got = await batches.same(body, good, raw_path=path)
+            codes.append((status, got.get("code") if isinstance(got, dict) else None))
+        assert codes[10] == codes[11] == (400, "duplicate_member"), codes
+        one = BATCH_BODIES[0]
+        refusals = []
+        for headers in [
+            [],
+            [(b"authorization", b"Bearer ms_wrong")],
+            [(b"x-api-key", b"{key}")],
+            [key, (b"x-api-key", b"{key}")],
+            [key, (b"authorization", b"{key}")],
+            [key, (b"content-encoding", b"gzip")],
+            [key, (b"content-encoding", b"identity")],
+            [key, (b"content-encoding", b"gzip"), (b"content-encoding", b"br")],
+            [(b"authorization", b"Bearer ms_wrong"), (b"content-encoding", b"gzip")],
+            [key, (b"content-type", b"text/plain")],
+            [key, (b"host", b"bad host")],
+            [key, (b"content-length", b"999999999")],
+            [key, (b"content-length", b"abc")],
+            [key, (b"transfer-encoding", b"chunked")],
+            [key, (b"expect", b"100-continue")],
+        ]:
+            status, _, got = await batches.same(one, headers, raw_path=path)
+            refusals.append((status, got.get("code") if isinstance(got, dict) else None))
+        assert refusals[3] == refusals[4] == (400, "ambiguous_credentials"), refusals
+        assert refusals[5] == (415, "unsupported_content_encoding"), refusals
+        assert refusals[6][0] == 200, refusals
+        assert refusals[8][0] == 401, refusals
+        await batches.same(one, [key], length=False, raw_path=path)
+        pieces = [
+            {"type": "http.request", "body": one[:10], "more_body": True},
+            {"type": "http.request", "body": one[10:], "more_body": False},
+        ]
+        await batches.same(pieces, [key, (b"content-length", b"%d" % len(one))], raw_path=path)
+        left = [
+            {"type": "http.request", "body": one[:10], "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        await batches.same(left, [key, (b"content-length", b"%d" % len(one))], raw_path=path)
+        assert {200, 400, 401, 415} <= set(pair.seen), sorted(set(pair.seen))
+        pair.assert_same_counts(route='route="/api/kv-batch/get"')

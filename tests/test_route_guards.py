@@ -164,7 +164,7 @@ async def test_a_guard_on_the_memory_controller_reaches_its_fast_routes(
     key = await with_stored_value(sqlite_database_url)
     monkeypatch.setattr(MemoryController, "guards", [deny])
     api, app = await make_api(sqlite_database_url)
-    assert sorted(p.operation_id for p in fast_paths_of(app)) == ["kvGet", "kvSet"]
+    assert sorted(p.operation_id for p in fast_paths_of(app)) == ["kvBatchGet", "kvGet", "kvSet"]
     async with api.client:
         r = await api.client.post(
             "/api/memory", json={"conversationId": "c", "role": "user", "content": "x"}, headers=key
@@ -199,7 +199,7 @@ async def test_the_default_app_serves_kv_get_by_the_fast_path(sqlite_database_ur
     assert sorted(p.operation_id for p in fast_paths_of(app)) == sorted(FAST)
 
 
-FAST = ("kvGet", "kvSet", "memoryAdd", "memoryGet")
+FAST = ("kvGet", "kvSet", "memoryAdd", "memoryGet", "kvBatchGet")
 
 
 RAN: list[str] = []

@@ -204,6 +204,38 @@ CONFLICT = {
 }
 
 
+async def get_many_answer(services: Services, principal: Principal, keys: list[str]) -> KvBatchGot:
+    """kvBatchGet's answer: the one implementation behind both `KvBatchController.get_many` and
+    its fast path (http/kv_batch_get.py)."""
+    got = await services.kv_batch.get(principal.workspace_id, keys)
+    results = []
+    found = 0
+    # Positional (the fields' order): a hundred keys an answer make this loop count.
+    for key, (e, f) in zip(keys, got, strict=True):
+        if e is None:
+            results.append(KvBatchValue(key, 404, NOT_FOUND.code, NOT_FOUND.error, *(None,) * 7))
+            continue
+        found += f is None
+        results.append(
+            KvBatchValue(
+                key,
+                200 if f is None else f.status,
+                None if f is None else f.code,
+                None if f is None else f.error,
+                e.value if f is None else None,
+                e.content_type,
+                e.size - len(e.key),
+                e.version,
+                f'"{e.version}"',  # (services/shapes.py: etag)
+                iso(e.updated_at),
+                iso(e.expires_at),
+            )
+        )
+    return KvBatchGot(
+        success=True, message=f"Found {found} of {count(len(results), 'key')}", results=results
+    )
+
+
 class KvBatchController(Controller):
     path = "/api/kv-batch"
     tags = ["kv"]
@@ -222,35 +254,7 @@ class KvBatchController(Controller):
     async def get_many(
         self, request: Request, principal: NamedDependency[Principal], data: JSONBody[KvBatchKeys]
     ) -> KvBatchGot:
-        got = await batch_of(request).get(principal.workspace_id, data.keys)
-        results = []
-        found = 0
-        # Positional (the fields' order): a hundred keys an answer make this loop count.
-        for key, (e, f) in zip(data.keys, got, strict=True):
-            if e is None:
-                results.append(
-                    KvBatchValue(key, 404, NOT_FOUND.code, NOT_FOUND.error, *(None,) * 7)
-                )
-                continue
-            found += f is None
-            results.append(
-                KvBatchValue(
-                    key,
-                    200 if f is None else f.status,
-                    None if f is None else f.code,
-                    None if f is None else f.error,
-                    e.value if f is None else None,
-                    e.content_type,
-                    e.size - len(e.key),
-                    e.version,
-                    f'"{e.version}"',  # (services/shapes.py: etag)
-                    iso(e.updated_at),
-                    iso(e.expires_at),
-                )
-            )
-        return KvBatchGot(
-            success=True, message=f"Found {found} of {count(len(results), 'key')}", results=results
-        )
+        return await get_many_answer(request.app.state.services, principal, data.keys)
 
     @post(
         "/exist",

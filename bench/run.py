@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import harness
+import kv_batch_bench
 import memory_bench
 from harness import Server
 
@@ -151,6 +152,9 @@ SCENARIOS: dict[str, Scenario] = {
             nkeys=1_000,
             setup=populate("/api/kv/bench-get-", VALUE_1K),
         ),
+        # Suite `batch` (bench/kv_batch_bench.py): 100 keys per request, of 1 KiB (as kv-get's)
+        # and of 64 bytes (a plugin's cursor or setting), each against single gets of the same.
+        *kv_batch_bench.scenarios(Scenario, populate, VALUE_1K),
         # Memory (suite `memory`): a new memory per add, 1 KiB of content like the baseline row.
         Scenario(
             "memory-add",
@@ -334,6 +338,9 @@ class Suite:
     tails: dict[str, tuple[str, float]] = field(default_factory=dict)
     # name -> measurement run once after setup, before the rounds; its dict goes to the report.
     probes: dict[str, Callable[[Ctx], dict]] = field(default_factory=dict)
+    # scenario -> (keys per request, the scenario of single requests it replaces, the minimum
+    # ratio of keys per second, paired per round).
+    batches: dict[str, tuple[int, str, float]] = field(default_factory=dict)
 
 
 SUITES = {
@@ -346,6 +353,16 @@ SUITES = {
         tails={"kv-set": ("baseline-insert", 2.0)},
     ),
     "baseline": Suite(["baseline-insert", "baseline-hello"], "baseline-insert", {}),
+    # Issue 22: a batch get of 100 keys reads keys >= 20x as fast as 100 single gets.
+    "batch": Suite(
+        ["kv-get", "kv-batch-get-100", "kv-get-64", "kv-batch-get-100-64"],
+        "kv-get",
+        {},
+        batches={
+            "kv-batch-get-100": (kv_batch_bench.BATCH, "kv-get", 20.0),
+            "kv-batch-get-100-64": (kv_batch_bench.BATCH, "kv-get-64", 20.0),
+        },
+    ),
     # The access log, on by default, may cost at most 10% of any scenario.
     "accesslog": Suite(
         [
@@ -673,6 +690,14 @@ def main() -> None:
                 f"  {t['scenario']} p99 vs {t['against']}: {t['p99_ratio']:.2f}x"
                 f" (<= {t['max_p99_ratio']:.2f}x)  {t['verdict']}"
             )
+    per_key = kv_batch_bench.verdicts(suite.batches, results)
+    if per_key:
+        print("\nbatches (keys per second, median of per-round ratios to the single requests):")
+        for k in per_key:
+            print(
+                f"  {k['scenario']:<20} {k['keys_per_s']:>9,.0f} keys/s = {k['ratio']:.1f}x"
+                f" {k['against']} (>= {k['target']:.0f}x)  {k['verdict']}"
+            )
     for probe_name, figures in probes.items():
         print(f"\nprobe {probe_name}:")
         for k, v in figures.items():
@@ -687,6 +712,7 @@ def main() -> None:
             "costs": costs,
             "tails": tails,
             "probes": probes,
+            "batches": per_key,
             "memory": rss,
             "runs": {
                 n: [{k: v for k, v in asdict(r).items() if k != "raw"} for r in runs]

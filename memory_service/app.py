@@ -18,6 +18,8 @@ from .http.error_docs import document_errors
 from .http.errors import EXCEPTION_HANDLERS
 from .http.fast_path import with_fast_paths
 from .http.guards import QueryGuard
+from .http.json_body import JsonRequest
+from .http.kv import PREFIX as KV_PREFIX
 from .http.kv import KvController
 from .http.kv_batch import KvBatchController
 from .http.kv_get import KvGetFastPath
@@ -26,9 +28,10 @@ from .http.mcp import McpEndpoint, mcp_handler
 from .http.memory import MemoryController
 from .http.memory_add import MemoryAddFastPath
 from .http.memory_get import MemoryGetFastPath
+from .http.methods import Methods
 from .http.observe import ObserveMiddleware
 from .http.ops import OpsController
-from .http.spec_served import openapi_servers, render_plugins
+from .http.spec_served import openapi_servers, render_plugins, schema_router
 from .http.stats import StatsController
 from .http.tools import ToolsController
 from .http.ui import UiController, load_assets
@@ -48,10 +51,13 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
             "Durable conversation memory and a per-workspace key-value store for workflow "
             "engines. Every JSON answer is one of two shapes, told apart by `success`: "
             '`{"success": true, "message": "...", ...}`, or with a 4xx status '
-            '`{"success": false, "error": "...", "message": "...", "code": "..."}`.'
+            '`{"success": false, "error": "...", "message": "...", "code": "..."}`. '
+            "Every path that answers GET answers HEAD too (GET's status and headers, no body), "
+            "and OPTIONS lists the methods of a path, as the `Allow` of its 405s does."
         ),
         servers=openapi_servers(settings),
         render_plugins=render_plugins(),
+        openapi_router=schema_router(),
         components=Components(
             security_schemes={
                 "BearerAuth": SecurityScheme(
@@ -147,6 +153,8 @@ def create_app(
             mcp_handler,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # JSON bodies that repeat a member are refused before they are decoded (http/json_body.py).
+        request_class=JsonRequest,
         lifespan=[lifespan, mcp.lifespan],
         state=State({"services": services, "mcp": mcp, "ui_assets": load_assets()}),
         openapi_config=openapi_config(settings),
@@ -162,5 +170,8 @@ def create_app(
     # The hottest routes answered in front of Litestar's router (http/fast_path.py).
     fast = [KvGetFastPath, KvSetFastPath, MemoryAddFastPath, MemoryGetFastPath]
     handler = with_fast_paths(app.asgi_handler, app, services, fast)
+    # In front of the fast paths too: KV keys made only of slashes routed to the key's route,
+    # HEAD on every GET route, OPTIONS that agree with the 405s (http/methods.py).
+    handler = Methods(handler, app, opaque_roots=(KV_PREFIX.rstrip("/"),))
     app.asgi_handler = ObserveMiddleware(QueryGuard(handler), services.metrics, access)
     return app

@@ -118,7 +118,11 @@ def serve(host: str, port: int, database_url: str | None, no_default_workspace: 
         host=host,
         port=port,
         loop="uvloop",
-        http=bounded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+        http=bounded_protocol(
+            settings.max_header_bytes,
+            settings.header_timeout_seconds,
+            settings.body_timeout_seconds,
+        ),
         access_log=False,  # the app writes its own access lines (with request ids)
         log_config=None,  # keep the JSON logging set up above
         log_level=settings.log_level.lower(),
@@ -329,24 +333,33 @@ def backup_export(
 
 
 @backup.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument(
+    "file", type=click.Path(dir_okay=False, exists=True, allow_dash=True, path_type=Path)
+)
 @url_option
 def backup_import(file: Path, database_url: str | None) -> None:
-    """Import FILE into the database: all of it, in one transaction, or nothing.
+    """Import FILE (`-` reads standard input) into the database: all of it, in one
+    transaction, or nothing.
 
-    The whole file is checked first (checksum, counts, every record); a workspace that already
-    exists in the database is refused, never merged."""
+    The file is read once; every record is held to the API's rules (ids, keys, roles, sizes,
+    media types, names, versions, usage recounted from the bytes) and the checksum is checked
+    over the bytes imported. A workspace that already exists in the database is refused, never
+    merged. A refused file names its first bad record (line, field, rule) and changes nothing."""
     from .services.backup import Plan, import_backup
 
     settings = _settings(database_url)
+    source = sys.stdin.buffer if str(file) == "-" else file
 
     async def run() -> Plan:
         await upgrade(settings.database_url)
-        return await import_backup(settings.database_url, file, progress=_progressbar)
+        return await import_backup(
+            settings.database_url, source, settings=settings, progress=_progressbar
+        )
 
     plan = _backup_run(run)
     counts = ", ".join(f"{v} {k}" for k, v in plan.counts.items())
-    click.echo(f"imported {file} into {_redact(settings.database_url)}: {counts or 'nothing'}")
+    name = "standard input" if source is not file else str(file)
+    click.echo(f"imported {name} into {_redact(settings.database_url)}: {counts or 'nothing'}")
     if not plan.header.get("apiKeys", True):
         click.echo(
             "the file holds no API keys: create them with `memory-service key create WORKSPACE`"

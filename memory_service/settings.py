@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -94,6 +95,9 @@ class Settings:
     # many seconds, is refused (431 / 408) and its connection closed: see http/protocol.py.
     max_header_bytes: int = 64 * 1024
     header_timeout_seconds: float = 30.0
+    # A request body not received whole within this many seconds of its head is refused (408)
+    # and its connection closed: the bound is on the total time, however steadily bytes come.
+    body_timeout_seconds: float = 30.0
     # Pages of memories recently read, reused while their memory rows are unchanged
     # (services/memory/read_cache.py): at most this many MiB per process; 0 turns it off.
     read_cache_mb: int = 32
@@ -129,6 +133,8 @@ class Settings:
                 )
         if self.read_cache_mb < 0:
             raise ValueError("MEMORY_READ_CACHE_MB must be 0 (off) or more")
+        if not 0 < self.body_timeout_seconds < math.inf:
+            raise ValueError("MEMORY_BODY_TIMEOUT_SECONDS must be a number of seconds above 0")
         if self.auth_failure_burst < 1 or self.auth_failure_rate <= 0:
             raise ValueError(
                 "MEMORY_AUTH_FAILURE_BURST must be at least 1 and MEMORY_AUTH_FAILURE_RATE above 0"
@@ -161,6 +167,7 @@ class Settings:
             access_log=_flag(env, "MEMORY_ACCESS_LOG", True),
             max_header_bytes=_int(env, "MEMORY_MAX_HEADER_BYTES", 64 * 1024),
             header_timeout_seconds=_float(env, "MEMORY_HEADER_TIMEOUT_SECONDS", 30.0),
+            body_timeout_seconds=_float(env, "MEMORY_BODY_TIMEOUT_SECONDS", 30.0),
             read_cache_mb=_int(env, "MEMORY_READ_CACHE_MB", 32),
             rate_limit_rps=_float(env, "MEMORY_RATE_LIMIT_RPS", 0.0),
             rate_limit_burst=_int(env, "MEMORY_RATE_LIMIT_BURST", 0),

@@ -660,3 +660,19 @@ async def test_client_batch_async(live_server: LiveServer) -> None:
         assert [x.freed_bytes for x in d.results] == [3, 2]
         with pytest.raises(NotFoundError):
             await c.storage.delete_many(["j"], atomic=True)
+
+
+async def test_large_values_read_in_the_same_snapshot(api: Api) -> None:
+    """Values over the inline limit (64 KiB; on SQLite first 1 MiB / keys, here 52 KiB) are read
+    by a second statement (after the SQLite's batch is read again in a thread): still whole,
+    still of the version the entry was read at."""
+    h = await api.workspace("a")
+    values = {f"big{i}": bytes([i]) * (100_000 + i) for i in range(3)}
+    values.update({f"small{i}": b"s" * i for i in range(17)})
+    items = [{"key": k, "value": b64(v)} for k, v in values.items()]
+    r = await api.client.post(f"{U}/set", json={"items": items}, headers=h)
+    versions = {x["key"]: x["version"] for x in r.json()["results"]}
+    got = (await api.client.post(f"{U}/get", json={"keys": list(values)}, headers=h)).json()
+    assert {x["key"]: base64.b64decode(x["value"]) for x in got["results"]} == values
+    assert {x["key"]: x["version"] for x in got["results"]} == versions
+    assert [x["valueLength"] for x in got["results"]] == [len(v) for v in values.values()]

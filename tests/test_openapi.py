@@ -47,6 +47,18 @@ async def test_served_openapi_is_the_committed_file_at_the_requests_origin(sqlit
         assert {**served, "servers": None} == {**committed(), "servers": None}, path
 
 
+async def test_an_unknown_schema_page_is_the_error_envelope(sqlite_api) -> None:  # noqa: ANN001
+    """Litestar's own answer there is an HTML page; every refusal of the service is the envelope."""
+    for path in ("/schema/nope", "/schema/redoc%00", "/schema/nope.json"):
+        r = await sqlite_api.client.get(path)
+        assert r.status_code == 404, path
+        body = r.json()
+        assert body["success"] is False and body["code"] == "not_found", body
+        assert body["error"] == body["message"] and body["error"], body
+    for path in ("/schema", "/schema/swagger", "/schema/openapi.json"):
+        assert (await sqlite_api.client.get(path)).status_code == 200, path
+
+
 async def test_served_openapi_names_memory_public_url(sqlite_database_url: str) -> None:
     api, _ = await make_api(sqlite_database_url, public_url="https://memory.example.com/base")
     async with api.client:
@@ -224,12 +236,11 @@ def test_response_headers_are_declared() -> None:
     headers = doc["components"]["headers"]
     assert set(headers) == {"RequestId", "RetryAfter", "ETag", "ExpiresAt", "ValueLength"}
     kv = doc["paths"]["/api/kv/{key}"]
-    assert set(kv["get"]["responses"]["200"]["headers"]) == {"ETag", "X-Expires-At", "X-Request-ID"}
-    assert set(kv["head"]["responses"]["200"]["headers"]) == {
-        "ETag",
-        "X-Value-Length",
-        "X-Request-ID",
-    }
+    # HEAD answers GET's headers (RFC 9110 9.1), on a 200 and a 304 alike.
+    value_headers = {"ETag", "X-Expires-At", "X-Value-Length", "X-Request-ID"}
+    for method in ("get", "head"):
+        for status in ("200", "304"):
+            assert set(kv[method]["responses"][status]["headers"]) == value_headers
     assert set(kv["put"]["responses"]["201"]["headers"]) == {"ETag", "X-Request-ID"}
     for path, method, op in operations(doc):
         for status, response in op["responses"].items():

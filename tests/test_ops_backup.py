@@ -283,33 +283,30 @@ async def test_existing_workspace_is_refused_and_nothing_is_imported(tmp_path, e
 
 
 async def test_a_failure_midway_rolls_everything_back(tmp_path, database_url, exported) -> None:  # noqa: ANN001
-    """A file that is sound but clashes inside the database (the same key hash twice) fails
-    at its last records: the import is one transaction, so nothing stays."""
+    """A file that is sound but clashes inside the database (a key hash that the target already
+    holds, which the file cannot know) fails at the insert: the import is one transaction, so
+    nothing stays."""
     _, path = exported
+    r = run_cli("workspace", "create", "resident", "--database-url", database_url)
+    assert r.returncode == 0, r.stderr
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            held = (await conn.execute(select(api_key_t.c.key_hash))).scalar_one()
+    finally:
+        await engine.dispose()
+    before = await dump(database_url)
 
-    def duplicate_key(records: list[dict]) -> list[dict]:
-        key = next(r for r in records if r["type"] == "api_key")
-        extra = {
-            "type": "workspace",
-            "name": "zeta",
-            "quota_bytes": 1,
-            "used_bytes": 0,
-            "version_seq": 0,
-            "created_at": 1,
-        }
-        records[0]["counts"]["workspace"] += 1
-        records[0]["counts"]["api_key"] += 1
-        return [*records, extra, {**key, "workspace": "zeta"}]
+    def clash(records: list[dict]) -> list[dict]:
+        last = [r for r in records if r["type"] == "api_key"][-1]
+        last["key_hash"] = held
+        return records
 
-    edited = rewrite(path, duplicate_key, tmp_path)
-    lines = edited.read_bytes().splitlines()
-    trailer = json.loads(lines[-1])
-    trailer["counts"] = json.loads(lines[0])["counts"]
-    edited.write_bytes(b"\n".join([*lines[:-1], json.dumps(trailer).encode()]) + b"\n")
+    edited = rewrite(path, clash, tmp_path)
     r = run_cli("backup", "import", str(edited), "--database-url", database_url)
     assert r.returncode == 1
     assert "rolled back, nothing was imported" in r.stderr
-    assert await dump(database_url) == await dump_empty(tmp_path)
+    assert await dump(database_url) == before
 
 
 async def test_export_of_one_workspace_without_keys(tmp_path, exported) -> None:  # noqa: ANN001

@@ -57,6 +57,15 @@ async def test_types_and_revalidation(sqlite_api) -> None:
     for path in ("/ui/..%2Fapp.py", "/ui/%2E%2E/app.py", "/ui/../pyproject.toml"):
         r = await c.get(path)
         assert r.status_code == 404, path
+        assert r.json()["success"] is False and r.json()["code"] == "not_found", r.text
+    # An unknown asset is the error envelope too (it was text/plain).
+    r = await c.get("/ui/nope.js")
+    assert r.json() == {
+        "success": False,
+        "error": "no such file in the explorer",
+        "message": "no such file in the explorer",
+        "code": "not_found",
+    }
 
 
 def test_the_page_has_no_inline_script_style_or_handler() -> None:

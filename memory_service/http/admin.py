@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, post, put
+from typing import TypeVar
+
+import msgspec
+from litestar import Controller, Request, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
 from ..services.container import Services
+from ..services.errors import BadRequest
 from ..services.workspaces import WorkspaceService
 from .auth import admin_guard
 from .schemas import (
@@ -24,6 +28,23 @@ from .schemas import (
     WorkspaceOne,
     count,
 )
+
+Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+async def strictly(request: Request, data: Body) -> Body:
+    """`data` as the JSON body says it, with no conversion: Litestar converts a body leniently
+    (`{"quotaBytes": "100"}`, `100.0` or `1e3` would be the quota 100 or 1000), and a quota or
+    a label that is not what the client meant is worse than a 400 naming the field."""
+    try:
+        return msgspec.convert(await request.json(), type(data), strict=True)
+    except msgspec.ValidationError as exc:
+        # msgspec says "Expected `int`, got `str` - at `$.quotaBytes`": Litestar's words are
+        # "invalid request: quotaBytes: Expected ...", as for every other wrong type.
+        what, _, where = str(exc).partition(" - at `$.")
+        field = where.rstrip("`")
+        detail = f"{field}: {what}" if field else what
+        raise BadRequest(f"invalid request: {detail}", code="invalid_request") from None
 
 
 def provide_workspaces(state: State) -> WorkspaceService:
@@ -48,9 +69,11 @@ class AdminController(Controller):
     )
     async def create_workspace(
         self,
+        request: Request,
         workspaces: NamedDependency[WorkspaceService],
         data: JSONBody[CreateWorkspace],
     ) -> WorkspaceCreated:
+        data = await strictly(request, data)
         info, key = await workspaces.create_workspace(data.name, data.quota_bytes)
         keys = await workspaces.list_keys(data.name)
         return WorkspaceCreated(
@@ -103,10 +126,12 @@ class AdminController(Controller):
     )
     async def set_quota(
         self,
+        request: Request,
         workspaces: NamedDependency[WorkspaceService],
         name: FromPath[str],
         data: JSONBody[SetQuota],
     ) -> WorkspaceOne:
+        data = await strictly(request, data)
         info = await workspaces.set_quota(name, data.quota_bytes)
         return WorkspaceOne(
             success=True,
@@ -139,8 +164,11 @@ class AdminController(Controller):
         self,
         workspaces: NamedDependency[WorkspaceService],
         name: FromPath[str],
+        request: Request,
         data: JSONBody[CreateKey | None] = None,
     ) -> NewKey:
+        if data is not None:
+            data = await strictly(request, data)
         label = data.label if data else ""
         key = await workspaces.create_key(name, label)
         info = next(k for k in await workspaces.list_keys(name) if k["id"] == key.id)

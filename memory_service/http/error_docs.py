@@ -33,6 +33,8 @@ DESCRIPTIONS = {
     409: "Conflict with the current state (see `code`).",
     412: "Precondition failed: If-Match / If-None-Match did not hold; nothing changed.",
     413: "Too large: the body, a value or message, or the workspace quota; nothing stored.",
+    415: "Unsupported Content-Encoding (only `identity`: bodies are never decoded); nothing "
+    "stored.",
     429: "Rate limited: retry after the Retry-After header's seconds.",
 }
 WRITES = {"post", "put", "patch", "delete"}
@@ -67,13 +69,13 @@ def error_statuses(method: str, operation: Operation, global_security: list) -> 
     if operation.parameters or operation.request_body or method in WITH_BODY:
         statuses.add(400)
     if authenticated:
-        statuses |= {401, 404}
+        statuses |= {400, 401, 404}  # 400: two credentials (ambiguous_credentials)
         if not admin:
             statuses.add(429)  # per-workspace rate limit (MEMORY_RATE_LIMIT_RPS)
         if method in WRITES:
             statuses.add(409)
     if method in WITH_BODY:
-        statuses.add(413)
+        statuses |= {413, 415}
     # RFC 9110 13: If-Match fails with 412 on any method; If-None-Match is a 304 on a read and
     # a 412 on a write.
     reads = ("get", "head")

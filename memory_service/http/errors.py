@@ -14,6 +14,7 @@ from litestar.types import ExceptionHandlersMap
 
 from ..errors import StorageUnavailable, WorkspaceGone
 from ..services.errors import ServiceError
+from .methods import allow_header
 
 log = logging.getLogger("memory_service.errors")
 
@@ -34,8 +35,14 @@ _CODES = {
 }
 
 
+def status_code_name(status: int) -> str:
+    """The envelope's `code` for an HTTP status that has no more specific one."""
+    return _CODES.get(status, "internal_error" if status >= 500 else "error")
+
+
 _KV_ROOTS = ("/api/kv", "/api/kv/")
-_KEYED_METHODS = ("PUT", "DELETE", "HEAD")
+# HEAD of the root is the listing's (http/methods.py), as GET is.
+_KEYED_METHODS = ("PUT", "DELETE")
 
 
 def envelope(
@@ -90,12 +97,17 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        # Litestar's list leaves out the HEAD that every GET route answers.
+        allow = (exc.headers or {}).get("allow")
+        if allow is not None:
+            headers = {**(exc.headers or {}), "allow": allow_header(allow.split(", "))}
+            return envelope(status, message, "method_not_allowed", headers)
     elif status == 413:
         message = "request body is too large"
     elif status == 400 and request.method in ("POST", "PUT", "PATCH"):
         # Litestar reports undecodable bodies as a bare 400 with the decoder's words.
         message = f"request body is not valid: {message}"
-    return envelope(status, message, _CODES.get(status, "error"), exc.headers or None)
+    return envelope(status, message, status_code_name(status), exc.headers or None)
 
 
 def handle_workspace_gone(_: Request, exc: WorkspaceGone) -> Response:

@@ -32,8 +32,9 @@ from litestar.utils.scope.state import ScopeState
 
 from ..services.container import Services
 from ..services.workspaces import Principal
-from .auth import credential, principal_of
+from .auth import admit, principal_of, secret_of
 from .errors import EXCEPTION_HANDLERS
+from .guards import check_encoding
 
 # Host values Litestar accepts, narrowed to the usual ones (names, IPv4, [IPv6], a port). A
 # request with any other Host goes to Litestar, which accepts it or answers 400 itself.
@@ -52,7 +53,8 @@ def route_handler(app: Litestar, operation_id: str) -> HTTPRouteHandler:
 def blockers(app: Litestar, handler: HTTPRouteHandler) -> list[str]:
     """What the route does that a fast path would skip (empty: nothing)."""
     checks = {
-        "guards": handler.resolve_guards(),
+        # `admit` (the credential and the body's encoding) is done by the fast paths themselves.
+        "guards": [guard for guard in handler.resolve_guards() if guard is not admit],
         "middleware": handler.resolve_middleware(),
         "before_request": handler.resolve_before_request(),
         "after_request": [layer for layer in handler.ownership_layers if layer.after_request],
@@ -82,30 +84,14 @@ def plain_route(scope: HTTPScope, prefix: str, exact: bool) -> bool:
     if exact:
         if path != prefix:
             return False
-    # Litestar strips trailing slashes and merges repeated ones before routing.
+    # Litestar strips trailing slashes and merges repeated ones before routing. (A KV key made
+    # only of slashes arrives here already shown as '%2F's: http/paths.py, unfold_tail.)
     elif not path.startswith(prefix) or path.endswith("/") or "//" in path:
         return False
     for name, value in scope["headers"]:
         if name == b"host":
             return _PLAIN_HOST.fullmatch(value) is not None
     return True
-
-
-CREDENTIAL_HEADERS = frozenset((b"authorization", b"x-api-key"))
-
-
-def first_headers(scope: HTTPScope, names: frozenset[bytes]) -> dict[bytes, str]:
-    """The first value of each of these headers, as Litestar's `headers.get` answers it (the
-    first, decoded as Latin-1)."""
-    found: dict[bytes, str] = {}
-    for name, value in scope["headers"]:
-        if name in names and name not in found:
-            found[name] = value.decode("latin-1")
-    return found
-
-
-def secret_of(headers: dict[bytes, str]) -> str | None:
-    return credential(headers.get(b"authorization"), headers.get(b"x-api-key"))
 
 
 def single_values(query: bytes, names: frozenset[str]) -> dict[str, str] | None:
@@ -134,7 +120,7 @@ async def send_json(send: Send, body: bytes) -> None:
 
 # Bodies above this (or above the route's own limit) go to Litestar; these requests are smaller.
 MAX_FAST_BODY = 256 * 1024
-BODY_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect"))
+BODY_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect", b"content-encoding"))
 
 
 def replay(
@@ -208,7 +194,12 @@ class FastPath:
         raise NotImplementedError
 
     async def principal(self, scope: HTTPScope, headers: dict[bytes, str]) -> Principal:
-        return await principal_of(self.services, scope, secret_of(headers))
+        """What the route's guard `admit` checks, first: the credential (its principal is kept in
+        the scope: a request handed on to Litestar is not authenticated again) and, for a
+        request with a body, its encoding (`content-encoding` among `headers`)."""
+        principal = await principal_of(self.services, scope, secret_of(headers))
+        check_encoding(headers.get(b"content-encoding"))
+        return principal
 
     async def refuse(self, scope: HTTPScope, receive: Receive, send: Send, exc: Exception) -> None:
         """Answer `exc` as the route would: its exception handlers, Litestar's rendering."""

@@ -32,14 +32,16 @@ from ..services.kv import KvService
 from ..services.media_types import value_headers
 from ..services.shapes import etag
 from ..services.workspaces import Principal
-from .auth import bearer_or_api_key, principal_of, provide_principal
+from .auth import admit, principal_of, provide_principal, request_secret
 from .paths import path_rest
 from .schemas import Failure, KvDeleted, KvList, KvWritten, Usage, count
 
 PREFIX = "/api/kv/"
 KEY_DOC = (
     "Entry key: 1-512 bytes of UTF-8, no control characters, percent-encoded in the path. "
-    "Keys are opaque: '/' and '..' are ordinary characters, never path segments."
+    "Keys are opaque: '/' and '..' are ordinary characters, never path segments. The key is "
+    "all of the path after /api/kv/, decoded: '/' and '%2F' are the same character, and no "
+    "slash is merged or dropped (/api/kv// is the key '/', /api/kv/a//b/ the key 'a//b/')."
 )
 
 
@@ -52,10 +54,12 @@ def key_of(scope: Scope) -> str:
 
 
 def value_response_headers(
-    version: int, content_type: str, expires_at: int | None
+    version: int, content_type: str, expires_at: int | None, size: int
 ) -> dict[str, str]:
-    """What GET and HEAD (and their 304s) of an entry answer besides the bytes."""
-    headers = {"ETag": etag(version), **value_headers(content_type)}
+    """What GET and HEAD (and their 304s) of an entry answer besides the bytes: the same
+    headers for both (RFC 9110 §9.1), X-Value-Length too (Content-Length says it only on a 200,
+    and a browser's fetch may not show it)."""
+    headers = {"ETag": etag(version), **value_headers(content_type), "X-Value-Length": str(size)}
     if expires_at is not None:
         headers["X-Expires-At"] = iso(expires_at)
     return headers
@@ -73,7 +77,9 @@ async def read_answer(
     principal = await principal_of(services, scope, secret)
     conditions = Preconditions.parse(if_match, if_none_match)
     value = await services.kv.get(principal.workspace_id, key_of(scope))
-    headers = value_response_headers(value.version, value.content_type, value.expires_at)
+    headers = value_response_headers(
+        value.version, value.content_type, value.expires_at, len(value.value)
+    )
     if not conditions.empty and not conditions.evaluate(value.version):
         return 304, headers, b""
     # The stored type exactly: as media_type alone, Litestar appends "; charset=utf-8" to
@@ -215,6 +221,7 @@ class KvController(Controller):
     # One dependency only: Litestar resolves several through an anyio task group per request,
     # which cost more than the whole database read of a KV get.
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @put(
         "/kv/{key:path}",
@@ -286,7 +293,7 @@ class KvController(Controller):
         status, answer, body = await read_answer(
             request.app.state.services,
             request.scope,
-            bearer_or_api_key(request),
+            request_secret(request.scope),
             headers.get("if-match"),
             headers.get("if-none-match"),
         )
@@ -310,14 +317,18 @@ class KvController(Controller):
     ) -> Response[None]:
         conditions = Preconditions.parse(if_match, if_none_match)
         row = await kv_of(request).head(principal.workspace_id, key_from_path(request))
-        headers = value_response_headers(row.version, row.content_type, row.expires_at)
-        headers["X-Value-Length"] = str(row.value_size)
+        # GET's headers exactly (http/methods.py), without reading the value.
+        headers = value_response_headers(
+            row.version, row.content_type, row.expires_at, row.value_size
+        )
         # b"", not None: Litestar cannot render None under a binary media type (a 500), yet it
         # wants a HEAD handler declared Response[None]; hence the arg-type ignores.
         if not conditions.empty and not conditions.evaluate(row.version):
             return Response(b"", status_code=304, headers=headers)  # type: ignore[arg-type]
-        # The stored type exactly, as GET answers it (media_type alone gains a charset).
+        # The stored type exactly, as GET answers it (media_type alone gains a charset), and
+        # GET's length (Litestar would count the empty body).
         headers["Content-Type"] = row.content_type
+        headers["Content-Length"] = str(row.value_size)
         return Response(b"", media_type=row.content_type, headers=headers)  # type: ignore[arg-type]
 
     @delete(

@@ -20,10 +20,10 @@ from litestar.params import JSONBody, QueryParameter
 from ..clock import iso
 from ..services.container import Services
 from ..services.errors import BadRequest
-from ..services.kv_batch import MAX_BATCH_KEYS, KeyFailure, KvBatchService
+from ..services.kv_batch import MAX_BATCH_KEYS, NOT_FOUND, KeyFailure, KvBatchService
 from ..services.shapes import etag
 from ..services.workspaces import Principal
-from .auth import provide_principal
+from .auth import admit, provide_principal
 from .schemas import Failure, count
 
 Keys = Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH_KEYS)]
@@ -76,7 +76,8 @@ class KvBatchValue(msgspec.Struct, rename="camel"):
     status: int
     code: str | None
     error: str | None
-    value: Annotated[str | None, msgspec.Meta(description=B64_DOC)]
+    # bytes, which msgspec writes as base64 (and the document as a string)
+    value: Annotated[bytes | None, msgspec.Meta(description=B64_DOC)]
     content_type: str | None
     # The value's length in bytes (a single GET's X-Value-Length).
     value_length: int | None
@@ -157,7 +158,7 @@ class KvValueItem(msgspec.Struct, rename="camel"):
     etag: str
     updated_at: str
     expires_at: str | None
-    value: Annotated[str, msgspec.Meta(description=B64_DOC)]
+    value: Annotated[bytes, msgspec.Meta(description=B64_DOC)]
 
 
 class KvValueList(msgspec.Struct, rename="camel"):
@@ -165,10 +166,6 @@ class KvValueList(msgspec.Struct, rename="camel"):
     message: str
     items: list[KvValueItem]
     next_cursor: str | None
-
-
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
 
 
 def _unb64(index: int, value: str) -> bytes:
@@ -210,6 +207,7 @@ CONFLICT = {
 class KvBatchController(Controller):
     path = "/api/kv-batch"
     tags = ["kv"]
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
     dependencies = {"principal": Provide(provide_principal)}
 
     @post(
@@ -226,27 +224,30 @@ class KvBatchController(Controller):
     ) -> KvBatchGot:
         got = await batch_of(request).get(principal.workspace_id, data.keys)
         results = []
-        for g in got:
-            code, error = _failed(g.failure)
-            e = g.entry
-            status = g.failure.status if g.failure else 200
-            shown = e is not None and g.failure is None
+        found = 0
+        # Positional (the fields' order): a hundred keys an answer make this loop count.
+        for key, (e, f) in zip(data.keys, got, strict=True):
+            if e is None:
+                results.append(
+                    KvBatchValue(key, 404, NOT_FOUND.code, NOT_FOUND.error, *(None,) * 7)
+                )
+                continue
+            found += f is None
             results.append(
                 KvBatchValue(
-                    key=g.key,
-                    status=status,
-                    code=code,
-                    error=error,
-                    value=_b64(g.value) if shown and g.value is not None else None,
-                    content_type=e.content_type if e is not None else None,
-                    value_length=e.size - len(e.key) if e is not None else None,
-                    version=e.version if e is not None else None,
-                    etag=etag(e.version) if e is not None else None,
-                    updated_at=iso(e.updated_at) if e is not None else None,
-                    expires_at=iso(e.expires_at) if e is not None else None,
+                    key,
+                    200 if f is None else f.status,
+                    None if f is None else f.code,
+                    None if f is None else f.error,
+                    e.value if f is None else None,
+                    e.content_type,
+                    e.size - len(e.key),
+                    e.version,
+                    f'"{e.version}"',  # (services/shapes.py: etag)
+                    iso(e.updated_at),
+                    iso(e.expires_at),
                 )
             )
-        found = sum(1 for r in results if r.status == 200)
         return KvBatchGot(
             success=True, message=f"Found {found} of {count(len(results), 'key')}", results=results
         )
@@ -407,7 +408,7 @@ class KvBatchController(Controller):
                 etag=etag(r.version),
                 updated_at=iso(r.updated_at),
                 expires_at=iso(r.expires_at),
-                value=_b64(value),
+                value=value,
             )
             for r, value in rows
         ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from litestar.types import HTTPScope, Receive, Send
 
-from .fast_path import CREDENTIAL_HEADERS, FastPath, first_headers, secret_of, send_answer
+from .auth import CREDENTIAL_HEADERS, first_headers, secret_of
+from .fast_path import FastPath, send_answer
 from .kv import PREFIX, read_answer
 
 _READ = CREDENTIAL_HEADERS | {b"if-match", b"if-none-match"}
@@ -19,6 +20,9 @@ class KvGetFastPath(FastPath):
 
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         wanted = first_headers(scope, _READ)
+        if wanted is None:  # a header repeated: Litestar's reading decides
+            await self.app(scope, receive, send)
+            return
         try:
             status, headers, body = await read_answer(
                 self.services,

@@ -1,10 +1,12 @@
 """`PUT /api/kv/{key}` answered from the ASGI scope (see http/fast_path.py): the same
 `set_answer` as `KvController.set_value`.
 
-Litestar checks the credential, then converts `ttl` leniently and answers a bad one with its own
-words, then reads the body. This path takes only requests it is sure of: a body announced by
-Content-Length within the route's limit, and a query of `ttl` (a plain decimal number) and
-`contentType`, each at most once; any other goes to Litestar, its body untouched.
+Litestar checks the credential (and the body's encoding), then converts `ttl` leniently and
+answers a bad one with its own words, then reads the body. This path takes only requests it is
+sure of: each header it reads given once, a query of `ttl` (a plain decimal number) and
+`contentType`, each at most once; any other goes to Litestar, its body untouched. It checks the
+credential as Litestar does, before the body, then hands a body not announced by Content-Length
+within the route's limit to Litestar (which does not authenticate it again).
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ import re
 from litestar.serialization import encode_json
 from litestar.types import HTTPScope, Receive, Send
 
+from .auth import CREDENTIAL_HEADERS, first_headers
 from .fast_path import (
     BODY_HEADERS,
-    CREDENTIAL_HEADERS,
     FastPath,
-    first_headers,
     plain_body,
     send_answer,
     single_values,
@@ -50,15 +51,20 @@ class KvSetFastPath(FastPath):
     async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         query = plain_query(scope["query_string"])
         wanted = first_headers(scope, _READ)
-        body = None
-        if query is not None:
-            body, receive = await plain_body(wanted, receive, self.max_body)
-        if query is None or body is None:
+        if query is None or wanted is None:
+            await self.app(scope, receive, send)
+            return
+        try:  # the credential before the body (and without waiting for it)
+            principal = await self.principal(scope, wanted)
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return
+        body, receive = await plain_body(wanted, receive, self.max_body)
+        if body is None:
             await self.app(scope, receive, send)
             return
         ttl, content_type = query
         try:
-            principal = await self.principal(scope, wanted)
             status, tag, written = await set_answer(
                 self.services,
                 principal,

@@ -8,6 +8,17 @@ Nothing here decides anything the HTTP API does not: the credential is checked b
 dependency as every `/api` route (same keys, rate limit, workspace), and a tool call runs the same
 prepare/invoke as `POST /api/tools/{name}/invoke`. A refusal is an `isError` result whose text is
 the HTTP API's message and whose structured content is the HTTP error envelope (`code` included).
+
+Which errors are JSON-RPC and which are the service's envelope: an answer to a JSON-RPC request
+is JSON-RPC, always: a result, or an error object carrying the request's `id` (unknown method,
+bad params, a resource refused), with the status the protocol revision gives it (200 in the
+legacy transport; 400 or 404 in the 2026-07-28 one, which the SDK's client reads as JSON-RPC).
+Every other 4xx or 5xx answer of /mcp refuses the HTTP request itself, before any JSON-RPC
+request could be answered (no key, wrong method, no such path, `Accept` or `Content-Type` not
+JSON, body too large, not JSON, a repeated member, not a JSON-RPC message): it is the service's
+`{"success": false, "error", "message", "code"}` envelope, as on every other route. (The
+transport lets such an answer carry a JSON-RPC error with a null id, or nothing; no client
+could match either to a request.)
 """
 
 from __future__ import annotations
@@ -22,8 +33,9 @@ import mcp_types as types
 import msgspec
 from litestar import Litestar, Request
 from litestar.enums import ScopeType
-from litestar.exceptions import MethodNotAllowedException
+from litestar.exceptions import ClientException, MethodNotAllowedException
 from litestar.handlers import asgi
+from litestar.status_codes import HTTP_415_UNSUPPORTED_MEDIA_TYPE
 from litestar.types import Receive, Scope, Send
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -33,19 +45,20 @@ from mcp_types.jsonrpc import INVALID_PARAMS
 from .. import __version__
 from ..services.container import Services
 from ..services.errors import NotFound, ServiceError
+from ..services.memory import MemoryOut
 from ..services.shapes import memory_item
 from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest, input_schema
 from ..wire import messages as m
-from .auth import provide_principal
+from .auth import PRINCIPAL_SCOPE_KEY, admitted
+from .json_body import check_members
+from .mcp_http import enveloped, read_body, replay
 
 PATH = "/mcp"
 MEMORY_SCHEME = "memory://"
 MEMORY_TEMPLATE = "memory://{conversationId}/{blockId}"
 KV_SCHEME = "kv://"
-# Where the authenticated principal of a request waits for the MCP handlers.
-PRINCIPAL_SCOPE_KEY = "memory_service.mcp_principal"
 # A request carries a value as base64 (4/3 of its size) plus the JSON-RPC around it.
 BODY_SLACK = 64 * 1024
 INSTRUCTIONS = (
@@ -64,11 +77,38 @@ def kv_uri(key: str) -> str:
     return f"{KV_SCHEME}{quote(key, safe='')}"
 
 
-def _parse_memory_uri(uri: str) -> tuple[str, str]:
-    conversation, sep, block = uri[len(MEMORY_SCHEME) :].partition("/")
+def _parse_memory_uri(uri: str) -> tuple[str, str, str | None]:
+    """(conversationId, blockId, cursor): `memory://{conversationId}/{blockId}`, optionally with
+    `?cursor=` (a `dataCursor`) to read the page of messages before it."""
+    where, _, query = uri[len(MEMORY_SCHEME) :].partition("?")
+    conversation, sep, block = where.partition("/")
     if not sep or not conversation or not block or "/" in block:
         raise _invalid(f"a memory URI is {MEMORY_TEMPLATE}, each part percent-encoded", uri)
-    return unquote(conversation, errors="strict"), unquote(block, errors="strict")
+    cursor = None
+    if query:
+        name, eq, value = query.partition("=")
+        if name != "cursor" or not eq or not value or "&" in value:
+            raise _invalid("a memory URI takes one query parameter: ?cursor=<dataCursor>", uri)
+        cursor = unquote(value, errors="strict")
+    return unquote(conversation, errors="strict"), unquote(block, errors="strict"), cursor
+
+
+def _transcript(uri: str, memory: MemoryOut, cursor: str | None) -> str:
+    """A memory's messages as text, one `role: content` line each; when they are not all of
+    them, a first line that says how many of how many these are and where the earlier ones are."""
+    lines = "".join(f"{x.role}: {x.content}\n" for x in memory.messages)
+    shown, total = len(memory.messages), memory.message_count
+    base = uri.partition("?")[0]
+    earlier = (
+        f"the earlier ones: read {base}?cursor={quote(memory.data_cursor, safe='')}"
+        if memory.data_cursor
+        else "there are none earlier"
+    )
+    if cursor is None:
+        if memory.data_cursor is None:
+            return lines  # the whole memory
+        return f"[{shown} of {total} messages shown, the newest; {earlier}]\n{lines}"
+    return f"[{shown} of {total} messages shown, those just before the cursor; {earlier}]\n{lines}"
 
 
 def _invalid(message: str, uri: str, code: str = "invalid_uri") -> MCPError:
@@ -138,10 +178,10 @@ class McpEndpoint:
             on_read_resource=self._read_resource,
         )
         self.manager: StreamableHTTPSessionManager | None = None
+        self.max_body = (services.settings.max_value_bytes + 2) // 3 * 4 + BODY_SLACK
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Litestar) -> AsyncIterator[None]:
-        settings = self.services.settings
         self.manager = StreamableHTTPSessionManager(
             app=self.server,
             stateless=True,  # no session state: any replica answers any request
@@ -149,7 +189,7 @@ class McpEndpoint:
             # DNS-rebinding protection guards unauthenticated local servers; every request
             # here carries a workspace key, and the service runs under any host name.
             security_settings=None,
-            max_request_body_size=(settings.max_value_bytes + 2) // 3 * 4 + BODY_SLACK,
+            max_request_body_size=self.max_body,
         )
         async with self.manager.run():
             yield
@@ -160,17 +200,30 @@ class McpEndpoint:
             # Stateless and JSON-only: no server-to-client stream to GET, no session to DELETE
             # (the spec's answer to a GET it does not serve is 405; the SDK would hold it open).
             raise MethodNotAllowedException(headers={"Allow": "POST"})
-        # The same credential check, rate limit and workspace note as every /api route; a
-        # refusal raises here and Litestar answers it with the usual error envelope.
+        # The same checks (credential, rate limit, body encoding) as every /api route, before
+        # the body is read; a refusal raises here and Litestar answers it with the usual error
+        # envelope. The principal waits in the scope (PRINCIPAL_SCOPE_KEY) for the handlers.
+        await admitted(self.services, scope)
         request: Request = Request(scope, receive)
-        principal = await provide_principal(request, request.app.state)
-        # An extension key of the ASGI scope; Litestar's Scope type lists only the spec's keys.
-        scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
         if self.manager is None:  # outside the app's lifespan
             raise RuntimeError("the MCP endpoint is not running")
+        # The SDK's own test of the Content-Type, answered with the status that names it.
+        if not request.headers.get("content-type", "").lower().startswith("application/json"):
+            raise ClientException(
+                "Content-Type must be application/json", status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE
+            )
+        # The body read here (the SDK's own limit, refused the HTTP API's way) to be checked as
+        # every JSON body is (http/json_body.py): the SDK's parser lets a repeated member's last
+        # value win. Then the SDK reads it again, from `replay`.
+        body = await read_body(request, receive, self.max_body)
+        check_members(body)
         # The same ASGI scope and callables, typed by Litestar (TypedDicts) and by Starlette,
         # which the SDK uses (a MutableMapping), in ways mypy does not relate.
-        await self.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
+        await self.manager.handle_request(
+            scope,  # type: ignore[arg-type]
+            replay(body, receive),  # type: ignore[arg-type]
+            enveloped(send),  # type: ignore[arg-type]
+        )
 
     # --- tools ----------------------------------------------------------------------------------
 
@@ -207,7 +260,9 @@ class McpEndpoint:
                     title="A conversation memory",
                     uri_template=MEMORY_TEMPLATE,
                     description="The memory of one conversation and block (its messages, as the "
-                    "HTTP API answers it); each part percent-encoded.",
+                    "HTTP API answers it); each part percent-encoded. A memory longer than a "
+                    "page comes with its newest page and says so; `?cursor=<dataCursor>` reads "
+                    "the page before, in order.",
                     mime_type="application/json",
                 ),
                 types.ResourceTemplate(
@@ -256,19 +311,26 @@ class McpEndpoint:
         raise _invalid(f"no such resource: use {MEMORY_TEMPLATE} or kv://{{key}}", uri)
 
     async def _read_memory(self, workspace: int, uri: str) -> types.ReadResourceResult:
-        conversation, block = _parse_memory_uri(uri)
+        conversation, block, cursor = _parse_memory_uri(uri)
         service = self.services.memory
-        flt = service.filter(conversation, None, block, None)
-        memories = (await service.get_page(workspace, flt)).memories
-        if not memories:
-            raise NotFound(f"no memory at {uri}", code="memory_not_found")
-        memory = memories[0]
+        if cursor is None:  # the newest page, as a read of the memory answers it
+            flt = service.filter(conversation, None, block, None)
+            memories = (await service.get_page(workspace, flt)).memories
+            if not memories:
+                raise NotFound(f"no memory at {uri}", code="memory_not_found")
+            memory = memories[0]
+        else:  # the page before the cursor, as GET /api/memory/messages answers it
+            page = await service.messages(
+                workspace, conversation_id=conversation, block_id=block, cursor=cursor
+            )
+            memory = page.memory
         item = msgspec.json.encode(memory_item(memory)).decode()
-        transcript = "".join(f"{x.role}: {x.content}\n" for x in memory.messages)
         return types.ReadResourceResult(
             contents=[
                 types.TextResourceContents(uri=uri, mime_type="application/json", text=item),
-                types.TextResourceContents(uri=uri, mime_type="text/plain", text=transcript),
+                types.TextResourceContents(
+                    uri=uri, mime_type="text/plain", text=_transcript(uri, memory, cursor)
+                ),
             ]
         )
 

@@ -12,12 +12,11 @@ from litestar.serialization import encode_json
 
 from ..clock import iso
 from ..services.container import Services
-from ..services.errors import BadRequest
-from ..services.memory import MemoryService
+from ..services.memory import MemoryService, check_idempotency_key
 from ..services.memory.read_cache import Page
 from ..services.shapes import found, memory_item, message_out
 from ..services.workspaces import Principal
-from .auth import provide_principal
+from .auth import admit, provide_principal
 from .memory_schemas import (
     ConversationItem,
     ConversationList,
@@ -143,9 +142,8 @@ async def add_answer(
 ) -> MemoryAdded:
     """memoryAdd's answer: the one implementation behind both `MemoryController.add` and the
     fast path (http/memory_add.py)."""
-    if idempotency_key is not None and not idempotency_key.isascii():
-        # A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork.
-        raise BadRequest("Idempotency-Key must be ASCII (1-255 characters)", code="invalid_id")
+    if idempotency_key is not None:  # before anything else, as it always was
+        check_idempotency_key(idempotency_key)
     memory, replayed = await services.memory.add(
         principal.workspace_id,
         conversation_id=data.conversation_id,
@@ -175,6 +173,7 @@ class MemoryController(Controller):
     # One dependency only (several cost an anyio task group per request); the service is
     # reached through app state.
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @post(
         "",

@@ -21,6 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from ..logs import ACCESS_LOGGER, AccessEntry, AccessLog, request_id_var
 from ..services.metrics import Metrics
 from .auth import WORKSPACE_SCOPE_KEY
+from .protocol import ANSWERED_SCOPE_KEY
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -90,6 +91,8 @@ class ObserveMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = perf_counter() - start
+            # The client's answer, when the server gave it for the app (http/protocol.py).
+            status = cast(int, scope.get(ANSWERED_SCOPE_KEY, status))
             route = scope.get("path_template") or UNMATCHED
             method = scope["method"]
             self.metrics.observe_request(method, route, status, seconds)

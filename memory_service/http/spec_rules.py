@@ -65,8 +65,15 @@ HEADERS = {
 # Response headers beyond X-Request-ID, by operation and status (the stored value's own
 # Content-Type goes unsaid: OpenAPI ignores a declared Content-Type header).
 RESPONSE_HEADERS = {
-    "kvGet": {"200": ["ETag", "ExpiresAt"], "304": ["ETag", "ExpiresAt"]},
-    "kvExists": {"200": ["ETag", "ValueLength"]},
+    # HEAD answers GET's headers (RFC 9110 §9.1).
+    "kvGet": {
+        "200": ["ETag", "ExpiresAt", "ValueLength"],
+        "304": ["ETag", "ExpiresAt", "ValueLength"],
+    },
+    "kvExists": {
+        "200": ["ETag", "ExpiresAt", "ValueLength"],
+        "304": ["ETag", "ExpiresAt", "ValueLength"],
+    },
     "kvSet": {"200": ["ETag"], "201": ["ETag"]},
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from litestar import Request
+from litestar import Request, Response, Router
 from litestar.openapi.plugins import (
     JsonRenderPlugin,
     OpenAPIRenderPlugin,
@@ -61,3 +61,23 @@ def render_plugins() -> list[OpenAPIRenderPlugin]:
         _served_here(JsonRenderPlugin)(),
         _served_here(YamlRenderPlugin)(),
     ]
+
+
+def _envelope_404(response: Response[Any]) -> Response[Any]:
+    # Litestar answers an unknown /schema/... path with an HTML page of its own; every refusal
+    # of this service is the error envelope.
+    if response.status_code != 404:
+        return response
+    message = "no such schema page: see /schema, /schema/openapi.json or /schema/openapi.yaml"
+    return Response(
+        {"success": False, "error": message, "message": message, "code": "not_found"},
+        status_code=404,
+        media_type="application/json",
+    )
+
+
+def schema_router() -> Router:
+    """The router Litestar fills with the schema pages (OpenAPIConfig.openapi_router)."""
+    return Router(
+        "/schema", route_handlers=[], include_in_schema=False, after_request=_envelope_404
+    )

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from ..services.workspaces import Principal
-from .auth import provide_principal
+from .auth import admit, provide_principal
 from .memory import ID_DOC, memory_of
 
 
@@ -44,6 +44,7 @@ class StatsController(Controller):
     path = "/api"
     tags = ["workspace"]
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @get(
         "/stats",

@@ -25,7 +25,8 @@ from ..services.workspaces import Principal
 from ..tools import catalogue, runtime
 from ..tools.manifest import ToolManifest
 from ..wire.messages import NDJSON, SSE, encode_ndjson, encode_sse
-from .auth import provide_principal
+from .auth import admit, provide_principal
+from .json_body import check_members
 
 YAML = "application/yaml"
 # Requests carry a value as base64 (4/3 of its size) plus the JSON around it.
@@ -163,6 +164,7 @@ class ToolsController(Controller):
     path = "/api"
     tags = ["tools"]
     dependencies = {"principal": Provide(provide_principal)}
+    guards = [admit]  # the credential, checked before any body is read (http/auth.py)
 
     @get(
         "/tools",
@@ -224,6 +226,7 @@ class ToolsController(Controller):
         services = request.app.state.services
         limit = (services.settings.max_value_bytes + 2) // 3 * 4 + BODY_SLACK
         raw = await _read_body(request, limit)
+        check_members(raw)
         try:
             body = _invoke_decoder.decode(raw) if raw.strip() else InvokeRequest()
         except RecursionError as exc:

@@ -9,6 +9,7 @@ framing, no plug-ins; images also from blob: URLs (the KV preview of PNG, JPEG, 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -62,8 +63,14 @@ def load_assets() -> dict[str, Asset]:
 def serve(request: Request, name: str) -> Response[bytes]:
     asset = request.app.state.ui_assets.get(name)
     if asset is None:
+        # The error envelope, like every other refusal of the service.
+        message = "no such file in the explorer"
+        body = {"success": False, "error": message, "message": message, "code": "not_found"}
         return Response(
-            b"not found", status_code=404, media_type="text/plain", headers=SECURITY_HEADERS
+            json.dumps(body).encode(),
+            status_code=404,
+            media_type="application/json",
+            headers=SECURITY_HEADERS,
         )
     headers = {**SECURITY_HEADERS, "ETag": asset.etag}
     if asset.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:

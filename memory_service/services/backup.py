@@ -1,5 +1,6 @@
-"""Backup and restore: one JSON Lines file, streamed out of one snapshot and checked whole before
-anything of it is imported, in one transaction.
+"""Backup and restore: one JSON Lines file, streamed out of one snapshot; read back once, each
+record held to the API's rules (backup_rules.py) as it is imported, in one transaction that
+commits only when the whole file, checksum and all, has been found sound.
 
 File layout, one JSON object per line:
 
@@ -22,11 +23,11 @@ usage and version counters all come back as they were.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -35,16 +36,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column
 from sqlalchemy.engine import Connection
 
 from ..clock import iso, now_ms
+from ..settings import Settings
 from ..storage import backup as sql
 from ..storage.engines import one_off_engine
 from ..storage.health import schema_revision
 from ..storage.migrations import alembic_config
-from .errors import ServiceError
-from .media_types import check_media_type
+from .backup_rules import BackupError as BackupError  # (raised by both; the CLI catches it)
+from .backup_rules import Checker
 
 FORMAT = "memory-service-backup"
 VERSION = 1
@@ -53,10 +54,6 @@ BATCH_BYTES = 16 * 1024 * 1024
 
 # A progress bar: (label, total units) -> context manager yielding update(n).
 Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
-
-class BackupError(Exception):
-    """A backup that cannot be made, or a file that will not be imported (nothing was)."""
 
 
 @contextlib.contextmanager
@@ -102,74 +99,6 @@ def encode(spec: sql.Spec, row: sql.Record, workspace: str | None) -> dict:
             value = base64.b64encode(value).decode("ascii")
         record[col.name] = value
     return record
-
-
-def _fields(spec: sql.Spec) -> frozenset[str]:
-    extra = {"type"}
-    if spec.parent == "workspace":
-        extra.add("workspace")
-    if spec.ref_column:
-        extra.add("ref")
-    if spec.memory_column:
-        extra.add("memory")
-    return frozenset({c.name for c in spec.columns} | extra)
-
-
-_FIELDS = {spec.kind: _fields(spec) for spec in sql.SPECS}
-
-
-def _decode_column(col: Column, value: Any, where: str) -> Any:
-    if value is None:
-        if not col.nullable:
-            raise BackupError(f"{where}: {col.name} must not be null")
-        return None
-    if sql.is_binary(col):
-        if not isinstance(value, str):
-            raise BackupError(f"{where}: {col.name} must be a base64 string")
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise BackupError(f"{where}: {col.name} is not valid base64") from exc
-    try:
-        kind = col.type.python_type
-    except NotImplementedError:
-        return value
-    if kind is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise BackupError(f"{where}: {col.name} must be an integer")
-    elif kind is str:
-        if not isinstance(value, str):
-            raise BackupError(f"{where}: {col.name} must be a string")
-        length = getattr(col.type, "length", None)
-        if length is not None and len(value) > length:
-            raise BackupError(f"{where}: {col.name} is longer than {length} characters")
-    return value
-
-
-def decode(spec: sql.Spec, record: dict, where: str) -> dict:
-    """The table row of a record, checked against the table's columns (ids not yet mapped)."""
-    unknown = record.keys() - _FIELDS[spec.kind]
-    if unknown:
-        raise BackupError(f"{where}: unknown field(s) {sorted(unknown)} in a {spec.kind} record")
-    params: dict[str, Any] = {}
-    for col in spec.columns:
-        if col.name in record:
-            params[col.name] = _decode_column(col, record[col.name], where)
-        elif col.nullable and col.default is None and col.server_default is None:
-            params[col.name] = None
-        elif col.default is None and col.server_default is None:
-            raise BackupError(f"{where}: a {spec.kind} record lacks {col.name}")
-    if "content_type" in params:  # served back as a header: the KV API's own rule
-        try:
-            check_media_type(params["content_type"])
-        except ServiceError as exc:
-            raise BackupError(f"{where}: {exc.message}") from exc
-    for name, kind in (("workspace", str), ("ref", int), ("memory", int)):
-        if name in _FIELDS[spec.kind]:
-            value = record.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise BackupError(f"{where}: a {spec.kind} record needs {name!r}")
-    return params
 
 
 def _size(params: dict) -> int:
@@ -275,13 +204,18 @@ async def export_backup(
 
 # --- import --------------------------------------------------------------------------------------
 
+HEADER_FIELDS = frozenset(
+    {"type", "format", "version", "schema", "createdAt", "workspace", "apiKeys", "counts"}
+)
+TRAILER_FIELDS = frozenset({"type", "counts", "sha256"})
+
 
 @dataclass
 class Plan:
-    """What a file holds, known once it has been read whole and found sound."""
+    """What a file held, once it has been read whole, found sound and imported."""
 
     header: dict
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
     workspaces: list[str] = field(default_factory=list)
 
 
@@ -299,70 +233,6 @@ def _records(f: IO[bytes]) -> Iterator[tuple[int, bytes, dict]]:
         yield number, line, record
 
 
-def check_file(path: Path, database_url: str, progress: Progress = _no_progress) -> Plan:
-    """Read the whole file and check it: checksum, counts, every record against its table, and
-    that every reference points to a record before it. Raises BackupError; imports nothing."""
-    sha = hashlib.sha256()
-    plan: Plan | None = None
-    trailer: dict | None = None
-    workspaces: set[str] = set()
-    memories: set[int] = set()
-    try:
-        total = path.stat().st_size
-        f = path.open("rb")
-    except OSError as exc:
-        raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    with f, progress("checking", total) as step:
-        for number, line, record in _records(f):
-            step(len(line))
-            where = f"line {number}"
-            kind = record["type"]
-            if trailer is not None:
-                raise BackupError(f"{where}: records after the trailer: the file is corrupted")
-            if number == 1:
-                plan = Plan(_check_header(record, database_url))
-                sha.update(line)
-                continue
-            if kind == "trailer":
-                trailer = record
-                continue
-            sha.update(line)
-            spec = sql.BY_KIND.get(kind)
-            if spec is None:
-                raise BackupError(f"{where}: unknown record type {kind!r}")
-            params = decode(spec, record, where)
-            assert plan is not None
-            if spec is sql.WORKSPACE:
-                name = params["name"]
-                if name in workspaces:
-                    raise BackupError(f"{where}: workspace {name!r} appears twice")
-                workspaces.add(name)
-                plan.workspaces.append(name)
-            elif spec.parent == "workspace" and record["workspace"] not in workspaces:
-                raise BackupError(f"{where}: refers to a workspace not declared before it")
-            if spec is sql.MEMORY:
-                if record["ref"] in memories:
-                    raise BackupError(f"{where}: memory ref {record['ref']} appears twice")
-                memories.add(record["ref"])
-            elif spec is sql.MESSAGE and record["memory"] not in memories:
-                raise BackupError(f"{where}: a message of a memory not declared before it")
-            plan.counts[kind] += 1
-    if plan is None:
-        raise BackupError(f"{path} is empty")
-    if trailer is None:
-        raise BackupError(
-            "the file ends without its trailer line: it is truncated (an export that did not "
-            "finish, or an incomplete copy)"
-        )
-    if trailer.get("sha256") != sha.hexdigest():
-        raise BackupError("checksum mismatch: the file is corrupted")
-    found = {k: v for k, v in plan.counts.items() if v}
-    for name, claimed in (("trailer", trailer.get("counts")), ("header", plan.header["counts"])):
-        if not isinstance(claimed, dict) or {k: v for k, v in claimed.items() if v} != found:
-            raise BackupError(f"the records do not match the {name}'s counts: {claimed} != {found}")
-    return plan
-
-
 def _check_header(record: dict, database_url: str) -> dict:
     if record.get("type") != "header" or record.get("format") != FORMAT:
         raise BackupError("not a memory-service backup file (no header line)")
@@ -377,9 +247,28 @@ def _check_header(record: dict, database_url: str) -> dict:
             f"the backup was made at migration {schema!r}, unknown to this release: "
             "import it with the release that made it (or a newer one)"
         )
-    if not isinstance(record.get("counts"), dict):
-        raise BackupError("the header has no counts: the file is corrupted")
+    unknown = record.keys() - HEADER_FIELDS
+    if unknown:
+        raise BackupError(f'line 1 (header), field "{sorted(unknown)[0]}": is not a header field')
+    for name, ok in (
+        ("createdAt", isinstance(record.get("createdAt"), str)),
+        ("workspace", record.get("workspace") is None or isinstance(record["workspace"], str)),
+        ("apiKeys", isinstance(record.get("apiKeys"), bool)),
+        ("counts", isinstance(record.get("counts"), dict)),
+    ):
+        if not ok:
+            raise BackupError(f'line 1 (header), field "{name}": is missing or of the wrong type')
     return record
+
+
+def _check_trailer(trailer: dict, found: dict[str, int], header: dict) -> None:
+    unknown = trailer.keys() - TRAILER_FIELDS
+    if unknown:
+        raise BackupError(f'trailer, field "{sorted(unknown)[0]}": is not a trailer field')
+    found = {k: v for k, v in found.items() if v}
+    for name, claimed in (("trailer", trailer.get("counts")), ("header", header["counts"])):
+        if not isinstance(claimed, dict) or {k: v for k, v in claimed.items() if v} != found:
+            raise BackupError(f"the records do not match the {name}'s counts: {claimed} != {found}")
 
 
 class _Importer:
@@ -403,7 +292,8 @@ class _Importer:
         if spec is sql.MESSAGE:
             params["memory_id"] = self.memory_ids[record["memory"]]
         elif spec is sql.IDEMPOTENCY:
-            # 0 is no memory's id: a retry of that add is told its memory was deleted.
+            # 0 is no memory's id: a retry of that add is told its memory was deleted. (A ref
+            # is of a memory of the same workspace, or of none in the file: backup_rules.)
             params["memory_id"] = self.memory_ids.get(record["memory"], 0)
         self.batch.append(params)
         if spec.ref_column:
@@ -427,32 +317,107 @@ class _Importer:
         self.batch, self.refs, self.bytes = [], [], 0
 
 
-def _import_sync(conn: Connection, path: Path, plan: Plan, progress: Progress) -> None:
-    clash = sql.existing_workspaces(conn, plan.workspaces)
-    if clash:
+def _refuse_existing(conn: Connection, name: str) -> None:
+    if sql.existing_workspaces(conn, [name]):
         raise BackupError(
-            f"workspace(s) {', '.join(repr(n) for n in clash)} already exist in the target "
-            "database; import never merges: delete them first (`memory-service workspace "
-            "delete NAME`) or import into another database"
+            f"workspace {name!r} already exists in the target database; import never merges: "
+            "delete it first (`memory-service workspace delete NAME`) or import into another "
+            "database"
         )
+
+
+def _import_sync(
+    conn: Connection,
+    f: IO[bytes],
+    total: int,
+    database_url: str,
+    settings: Settings,
+    progress: Progress,
+) -> Plan:
+    """Read the file once, checking each record and importing it as it comes, in the caller's
+    transaction; the checksum, the counts and each workspace's totals are checked as the file
+    ends. Whatever is wrong raises, which rolls back all that was imported: the bytes checked are
+    the bytes imported, and a file that changes meanwhile cannot slip in."""
+    sha = hashlib.sha256()
+    plan: Plan | None = None
+    checker: Checker | None = None
+    trailer: dict | None = None
+    refused: BackupError | None = None
     importer = _Importer(conn)
-    with path.open("rb") as f, progress("importing", path.stat().st_size) as step:
+    with progress("importing", total) as step:
         for number, line, record in _records(f):
             step(len(line))
-            if record["type"] in ("header", "trailer"):
+            if trailer is not None:
+                raise BackupError(
+                    f"line {number}: records after the trailer: the file is corrupted"
+                )
+            if number == 1:
+                plan = Plan(_check_header(record, database_url))
+                checker = Checker(settings, record["workspace"], record["apiKeys"])
+                sha.update(line)
                 continue
-            spec = sql.BY_KIND[record["type"]]
-            importer.add(spec, record, decode(spec, record, f"line {number}"))
-        importer.flush()
+            if record["type"] == "trailer":
+                trailer = record
+                continue
+            sha.update(line)
+            if refused is not None:
+                continue  # read on only to tell a damaged file from an edited one
+            assert plan is not None and checker is not None
+            try:
+                spec, params = checker.record(number, record)
+                if spec is sql.WORKSPACE:
+                    _refuse_existing(conn, params["name"])
+                    plan.workspaces.append(params["name"])
+                importer.add(spec, record, params)
+            except BackupError as exc:
+                refused = exc
+    if plan is None or checker is None:
+        raise BackupError("the file is empty")
+    if trailer is None:
+        raise BackupError(
+            "the file ends without its trailer line: it is truncated (an export that did not "
+            "finish, or an incomplete copy)"
+        )
+    if trailer.get("sha256") != sha.hexdigest():
+        also = f" (the first record found wrong: {refused})" if refused else ""
+        raise BackupError(f"checksum mismatch: the file is corrupted{also}")
+    if refused is not None:
+        raise refused
+    checker.finish()
+    _check_trailer(trailer, checker.counts, plan.header)
+    importer.flush()
+    plan.counts = checker.counts
+    return plan
 
 
 async def import_backup(
-    database_url: str, path: Path, *, progress: Progress = _no_progress
+    database_url: str,
+    source: Path | IO[bytes],
+    *,
+    settings: Settings | None = None,
+    progress: Progress = _no_progress,
 ) -> Plan:
-    """Check the whole file, then import it in one transaction: all of it or nothing.
+    """Import a backup file (a path, or a stream such as stdin) in one transaction: all of it
+    or nothing. Every record is held to the API's rules (backup_rules), with the limits of
+    `settings`.
 
     The database must be at the latest migration (the CLI migrates it first)."""
-    plan = check_file(path, database_url, progress)
+    settings = settings or Settings(database_url=database_url)
+    if not isinstance(source, Path):
+        return await _import(database_url, source, 0, settings, progress)
+    try:
+        f = source.open("rb")
+    except OSError as exc:
+        raise BackupError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    with f:
+        info = os.fstat(f.fileno())
+        total = info.st_size if stat.S_ISREG(info.st_mode) else 0  # (a pipe has no size)
+        return await _import(database_url, f, total, settings, progress)
+
+
+async def _import(
+    database_url: str, f: IO[bytes], total: int, settings: Settings, progress: Progress
+) -> Plan:
     engine = one_off_engine(
         database_url, sqlite_begin="BEGIN IMMEDIATE", busy_timeout_ms=BUSY_TIMEOUT_MS
     )
@@ -461,7 +426,7 @@ async def import_backup(
             revision = await conn.run_sync(schema_revision)
             if revision != _head(database_url):
                 raise BackupError(f"the target database is at migration {revision}: migrate it")
-            await conn.run_sync(_import_sync, path, plan, progress)
+            return await conn.run_sync(_import_sync, f, total, database_url, settings, progress)
     except BackupError:
         raise
     except Exception as exc:  # e.g. an API key hash that the target database already holds
@@ -471,4 +436,3 @@ async def import_backup(
         ) from exc
     finally:
         await engine.dispose()
-    return plan

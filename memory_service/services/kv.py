@@ -29,6 +29,10 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 def check_key(key: str, max_bytes: int) -> bytes:
     """A key is 1..max_bytes bytes of UTF-8 with no control characters; opaque otherwise."""
+    if key.isascii() and key.isprintable():  # most keys: one check (ASCII controls are not
+        raw = key.encode("ascii")  # printable), then on to the length
+        if 0 < len(raw) <= max_bytes:
+            return raw
     raw = key.encode("utf-8", "surrogatepass")
     if not raw:
         raise BadRequest("key must not be empty", code="invalid_key")
@@ -41,6 +45,21 @@ def check_key(key: str, max_bytes: int) -> bytes:
     if has_control(key):
         raise BadRequest("key must not contain control characters", code="invalid_key")
     return raw
+
+
+def check_value_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise TooLarge(f"value is {size} bytes; the maximum is {max_bytes}", code="value_too_large")
+
+
+def plain_keys(keys: list[str], max_bytes: int) -> list[bytes] | None:
+    """check_key's first case for many keys at once: all printable ASCII of a valid length (one
+    check of them all), or None: check each with check_key."""
+    joined = "".join(keys)
+    if not (joined.isascii() and joined.isprintable()):
+        return None
+    raw = [key.encode("ascii") for key in keys]
+    return raw if all(0 < len(key) <= max_bytes for key in raw) else None
 
 
 def prefix_upper_bound(prefix: bytes) -> bytes | None:
@@ -280,11 +299,7 @@ class KvService(WorkspaceDataService):
     ) -> Written:
         raw_key = self.key(key)
         ttl = check_ttl(ttl)
-        if len(value) > self.settings.max_value_bytes:
-            raise TooLarge(
-                f"value is {len(value)} bytes; the maximum is {self.settings.max_value_bytes}",
-                code="value_too_large",
-            )
+        check_value_size(len(value), self.settings.max_value_bytes)
         conditions = Preconditions.parse(if_match, if_none_match)
         stored_type = check_media_type(content_type or DEFAULT_CONTENT_TYPE)
         now = self.clock()

@@ -22,6 +22,7 @@ from .errors import BadRequest, Conflict, NotFound, Unauthorized
 from .text import has_control
 
 KEY_PREFIX = "msk_"
+SHOWN_CHARS = 6  # of a key after KEY_PREFIX, kept as its `prefix` so that lists can show it
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Column limits: quotas are BIGINT, key ids INTEGER. Beyond them a database raises (a 500).
 MAX_QUOTA = 2**63 - 1
@@ -101,11 +102,7 @@ class WorkspaceService:
 
     # --- administration ---------------------------------------------------------------------
     def _check_quota(self, quota: int | None) -> int:
-        if quota is None:
-            return self.settings.default_quota_bytes
-        if not 0 <= quota <= MAX_QUOTA:
-            raise BadRequest(f"quotaBytes must be between 0 and {MAX_QUOTA}", code="invalid_quota")
-        return quota
+        return self.settings.default_quota_bytes if quota is None else check_quota(quota)
 
     async def create_workspace(
         self, name: str, quota: int | None = None
@@ -170,10 +167,7 @@ class WorkspaceService:
         return await self.describe(name)
 
     async def create_key(self, name: str, label: str = "") -> CreatedKey:
-        if len(label) > 128:
-            raise BadRequest("label must be at most 128 characters", code="invalid_label")
-        if has_control(label):
-            raise BadRequest("label must not contain control characters", code="invalid_label")
+        check_label(label)
         if self.db.is_sqlite:
             return await self.db.write(_create_key_txn, name, label, now_ms())
         secret, prefix = _new_key()
@@ -205,6 +199,37 @@ def check_name(name: str) -> None:
         )
 
 
+def check_quota(quota: int) -> int:
+    if not 0 <= quota <= MAX_QUOTA:
+        raise BadRequest(f"quotaBytes must be between 0 and {MAX_QUOTA}", code="invalid_quota")
+    return quota
+
+
+def check_label(label: str) -> None:
+    if len(label) > 128:
+        raise BadRequest("label must be at most 128 characters", code="invalid_label")
+    if has_control(label):
+        raise BadRequest("label must not contain control characters", code="invalid_label")
+
+
+# What hash_key and _new_key make: a restore stores nothing else as a key's hash and prefix.
+_KEY_HASH_RE = re.compile(r"[0-9a-f]{64}")
+_KEY_PREFIX_RE = re.compile(re.escape(KEY_PREFIX) + rf"[A-Za-z0-9_-]{{{SHOWN_CHARS}}}")
+
+
+def check_key_hash(key_hash: str) -> None:
+    if not _KEY_HASH_RE.fullmatch(key_hash):
+        raise BadRequest("a key hash is 64 lowercase hex digits (SHA-256)", code="invalid_key")
+
+
+def check_key_prefix(prefix: str) -> None:
+    if not _KEY_PREFIX_RE.fullmatch(prefix):
+        raise BadRequest(
+            f"a key prefix is {KEY_PREFIX!r} and the next {SHOWN_CHARS} characters of the key",
+            code="invalid_key",
+        )
+
+
 def _workspace_by_name(conn: Connection, name: str) -> sql.WorkspaceRecord | None:
     # A name that could never have been created is not looked up (PostgreSQL refuses NUL).
     return sql.workspace_by_name(conn, name) if NAME_RE.fullmatch(name) else None
@@ -221,7 +246,7 @@ def _workspace_id(conn: Connection, name: str) -> int:
 def _new_key() -> tuple[str, str]:
     """A new key's secret and the prefix of it that lists show."""
     secret = new_secret()
-    return secret, secret[: len(KEY_PREFIX) + 6]
+    return secret, secret[: len(KEY_PREFIX) + SHOWN_CHARS]
 
 
 def _insert_key(conn: Connection, ws_id: int, ws_name: str, label: str, now: int) -> CreatedKey:

@@ -408,17 +408,48 @@ def entry_metas(conn: Connection, workspace_id: int, keys: list[bytes]) -> dict[
     return found
 
 
-def live_entries(
-    conn: Connection, workspace_id: int, keys: list[bytes], now: int
-) -> dict[bytes, ListedEntry]:
-    """The live entries of `keys`, without values, by key."""
-    found: dict[bytes, ListedEntry] = {}
+class BatchRead(NamedTuple):
+    """A live entry as a batch read sees it; `value` is None when larger than the inline limit
+    (read it with values_of) or not asked for."""
+
+    key: bytes
+    size: int  # key + value bytes
+    content_type: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+    value: bytes | None
+
+
+# SQLite runs this one on the driver: an IN list cannot be a prepared statement (its number of
+# parameters varies), and through SQLAlchemy a read of 100 keys cost 1.1 ms against 0.18 ms on
+# the driver (measured), most of a batch get. The statement is what _BATCH_READ says.
+_BATCH_READ_SQLITE = (
+    "SELECT key, size, content_type, version, expires_at, updated_at,"
+    " CASE WHEN size - length(key) <= ? THEN value END FROM kv_entry"
+    " WHERE workspace_id = ? AND (expires_at IS NULL OR expires_at > ?) AND key IN ({})"
+)
+
+
+def read_many(
+    conn: Connection, workspace_id: int, keys: list[bytes], now: int, inline: int
+) -> dict[bytes, BatchRead]:
+    """The live entries of `keys` by key, each with its value when at most `inline` bytes
+    (inline < 0: no values)."""
+    found: dict[bytes, BatchRead] = {}
+    raw = getattr(conn, "raw", None)  # (storage/prepared.py's FastConnection: SQLite's)
     for chunk in _chunks(keys):
-        stmt = select(E.key, E.size, E.content_type, E.version, E.expires_at, E.updated_at).where(
-            E.workspace_id == workspace_id, E.key.in_(chunk), live(now)
-        )
-        for row in conn.execute(stmt):
-            found[row.key] = ListedEntry._make(row)
+        if raw is not None:
+            sql = _BATCH_READ_SQLITE.format(",".join("?" * len(chunk)))
+            rows = raw.execute(sql, [inline, workspace_id, now, *chunk]).fetchall()
+        else:
+            value = case((E.size - func.length(E.key) <= inline, E.value), else_=None)
+            stmt = select(
+                E.key, E.size, E.content_type, E.version, E.expires_at, E.updated_at, value
+            ).where(E.workspace_id == workspace_id, live(now), E.key.in_(chunk))
+            rows = list(conn.execute(stmt))
+        for row in rows:
+            found[row[0]] = BatchRead._make(row)
     return found
 
 

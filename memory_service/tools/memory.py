@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from ..services.memory import IDEMPOTENCY_KEY_LENGTH, MemoryOut, check_id
+from ..services.memory import MemoryOut, check_idempotency_key
 from ..services.shapes import found, memory_item
 from ..wire import messages as m
 from .manifest import whole_number
@@ -37,7 +37,7 @@ def prepare_add(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     # The service's own id rules, before the stream starts; the rest it checks as it adds.
     ctx.services.memory.filter(p["conversationId"], None, p["blockId"], p["blockName"])
     if p["idempotencyKey"] is not None:  # the README promises a 4xx before the stream
-        check_id(p["idempotencyKey"], "idempotencyKey", IDEMPOTENCY_KEY_LENGTH)
+        check_idempotency_key(p["idempotencyKey"])  # the header's rule, words and code
     return p
 
 

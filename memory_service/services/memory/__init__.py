@@ -1,6 +1,6 @@
 """The memory block API (SPEC 3), one concern a file:
 
-- `ids`: what ids may hold, and the `conversationId:blockId` key
+- `ids`: what ids and messages may hold, and the `conversationId:blockId` key
 - `results`: the memories and messages the services answer
 - `add`: an add as one transaction (replay, append, charge, widen the answer)
 - `pg_add`: every memory write on PostgreSQL as one server-side function call
@@ -16,6 +16,8 @@ from .ids import (
     IDEMPOTENCY_KEY_LENGTH,
     ROLES,
     check_id,
+    check_idempotency_key,
+    check_message,
     conversation_of,
     memory_key,
 )
@@ -34,6 +36,8 @@ __all__ = [
     "MessagePage",
     "Window",
     "check_id",
+    "check_message",
+    "check_idempotency_key",
     "conversation_of",
     "memory_key",
 ]

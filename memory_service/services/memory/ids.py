@@ -1,9 +1,10 @@
-"""Memory ids and keys (SPEC 3): what an id may hold, and the `conversationId:blockId` key."""
+"""Memory ids and keys (SPEC 3): what an id and a message may hold, and the
+`conversationId:blockId` key."""
 
 from __future__ import annotations
 
 from ...storage.memory_tables import ID_LENGTH as ID_LENGTH  # (exported: HTTP documents it)
-from ..errors import BadRequest
+from ..errors import BadRequest, TooLarge
 from ..text import has_control
 
 _CONTROL_OR_SURROGATE = frozenset(("Cc", "Cs"))
@@ -40,6 +41,40 @@ def check_id(value: str, what: str, max_chars: int = ID_LENGTH) -> str:
             f"{what} must not contain control characters or lone surrogates", code="invalid_id"
         )
     return value
+
+
+def check_message(
+    role: str, content: str, max_bytes: int, where: str = ""
+) -> tuple[str, str, bytes, int]:
+    """(role, content, content as UTF-8, bytes charged) of a message, or a 4xx; `where` names it
+    in a batch ("messages[3].")."""
+    if role not in ROLES:
+        raise BadRequest(
+            f"{where}role must be user, assistant or system, not {role!r}", code="invalid_role"
+        )
+    try:
+        raw = content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest(f"{where}content is not valid Unicode", code="invalid_content") from exc
+    if len(raw) > max_bytes:
+        raise TooLarge(
+            f"{where}content is {len(raw)} bytes; the maximum is {max_bytes}",
+            code="content_too_large",
+        )
+    return role, content, raw, len(role) + len(raw)
+
+
+def check_idempotency_key(value: str) -> str:
+    """The one rule for an idempotency key, whether it came as the `Idempotency-Key` header of
+    an add or as the memory_add tool's `idempotencyKey`: 1-255 ASCII characters, none a control
+    character. (A header is bytes: anything outside ASCII would reach us as Latin-1 guesswork,
+    so a key given as JSON text is held to the same, lest one key work one way only.)"""
+    if not value.isascii():
+        raise BadRequest(
+            f"Idempotency-Key must be ASCII (1-{IDEMPOTENCY_KEY_LENGTH} characters)",
+            code="invalid_id",
+        )
+    return check_id(value, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
 
 
 def conversation_of(conversation_id: str | None, legacy_id: str | None) -> str | None:

@@ -21,7 +21,13 @@ from ..cursors import invalid_cursor
 from ..errors import BadRequest, TooLarge
 from .add import AddRequest, add_txn
 from .changes import count_txn, delete_txn, set_block_txn
-from .ids import IDEMPOTENCY_KEY_LENGTH, ROLES, check_id, conversation_of, memory_pair
+from .ids import (
+    check_id,
+    check_idempotency_key,
+    check_message,
+    conversation_of,
+    memory_pair,
+)
 from .pg_add import PgMemoryWrites
 from .read_cache import Page, ReadCache
 from .reads import PageRead, messages_txn, read_page_txn
@@ -107,28 +113,11 @@ class MemoryService(WorkspaceDataService):
             if content is None:
                 raise BadRequest("content is required", code="missing_content")
             pairs = [(role, content)]
-        out = []
         limit = self.settings.max_content_bytes
-        for i, (r, c) in enumerate(pairs):
-            where = f"messages[{i}]." if batch is not None else ""
-            if r not in ROLES:
-                raise BadRequest(
-                    f"{where}role must be user, assistant or system, not {r!r}",
-                    code="invalid_role",
-                )
-            try:
-                raw = c.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise BadRequest(
-                    f"{where}content is not valid Unicode", code="invalid_content"
-                ) from exc
-            if len(raw) > limit:
-                raise TooLarge(
-                    f"{where}content is {len(raw)} bytes; the maximum is {limit}",
-                    code="content_too_large",
-                )
-            out.append((r, c, raw, len(r) + len(raw)))
-        return out
+        return [
+            check_message(r, c, limit, f"messages[{i}]." if batch is not None else "")
+            for i, (r, c) in enumerate(pairs)
+        ]
 
     # --- operations ------------------------------------------------------------------------
     async def add(
@@ -154,7 +143,7 @@ class MemoryService(WorkspaceDataService):
         window = self.window(last_n, keep_system)
         request_hash = None
         if idempotency_key is not None:
-            check_id(idempotency_key, "Idempotency-Key", IDEMPOTENCY_KEY_LENGTH)
+            check_idempotency_key(idempotency_key)
             canonical = [conv, block, name, [[m[0], m[1]] for m in msgs]]
             request_hash = hashlib.sha256(
                 json.dumps(canonical, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -1,8 +1,9 @@
 """The LangGraph store adapter against a live server on SQLite and PostgreSQL. LangGraph ships no
 reusable suite for stores (langgraph-checkpoint-conformance, its only conformance package,
-covers checkpointers; its store tests are not packaged), so each op is tested here: get/put/delete, search by namespace
-prefix with filters and limit/offset, list_namespaces with prefix/suffix/wildcards/max_depth,
-TTL, exact namespaces whatever their characters, one request per batch, and the async twins."""
+covers checkpointers; its own store tests are not packaged), so each op is tested here:
+get/put/delete, search by namespace prefix with filters and limit/offset, list_namespaces with
+prefix/suffix/wildcards/max_depth, TTL, exact namespaces whatever their characters, one request
+per batch, and the async twins."""
 
 from __future__ import annotations
 

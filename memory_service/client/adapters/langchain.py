@@ -13,10 +13,7 @@ need the first, the `a*` methods the second.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
 
-import httpx
-import msgspec
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import (
     AIMessage,
@@ -30,6 +27,7 @@ from langchain_core.stores import ByteStore
 from .. import _protocol as p
 from ..aio import AsyncMemoryServiceClient
 from ..sync import MemoryServiceClient
+from ._messages import ROLES, add_messages, cannot_store, delete_memory, read_messages
 from ._plans import Plan, arun, delete_many, get_many, run, set_many
 
 __all__ = ["MemoryServiceByteStore", "MemoryServiceChatMessageHistory"]
@@ -115,7 +113,7 @@ def role_of(message: BaseMessage) -> str:
     cannot store otherwise (so that nothing is ever dropped without a word)."""
     kind = type(message).__name__
     if isinstance(message, ChatMessage):
-        if message.role not in _TYPES:
+        if message.role not in ROLES:
             raise ValueError(
                 f"cannot store a ChatMessage with role {message.role!r}: memory-service stores "
                 "only the roles user, assistant and system"
@@ -147,31 +145,8 @@ def role_of(message: BaseMessage) -> str:
     if getattr(message, "example", False):
         lost.append("example")
     if lost:
-        raise ValueError(
-            f"cannot store this {kind}: memory-service does not store its {', '.join(lost)} yet; "
-            "send only the role and string content"
-        )
+        raise cannot_store(kind, lost)
     return role
-
-
-class _Messages(msgspec.Struct, rename="camel"):
-    data: list[p.Message]
-    next_cursor: str | None = None
-
-
-def _messages_page(
-    conversation_id: str, block_id: str, cursor: str | None
-) -> p.Call[_Messages | None]:
-    params: dict[str, Any] = {"conversationId": conversation_id, "blockId": block_id}
-    if cursor is not None:
-        params["cursor"] = cursor
-    dec = msgspec.json.Decoder(_Messages)
-
-    def parse(r: httpx.Response) -> _Messages | None:
-        # A memory that was never added to (or was cleared) is an empty history.
-        return None if r.status_code == 404 else dec.decode(r.content)
-
-    return p.Call("GET", "/api/memory/messages", parse, params=params, ok=(404,))
 
 
 class MemoryServiceChatMessageHistory(BaseChatMessageHistory):
@@ -201,29 +176,19 @@ class MemoryServiceChatMessageHistory(BaseChatMessageHistory):
         self._aclient = async_client
 
     def _read(self) -> Plan[list[BaseMessage]]:
-        pages: list[list[p.Message]] = []
-        cursor: str | None = None
-        while True:
-            # The newest page first, then back through the older ones.
-            page: _Messages | None = yield _messages_page(
-                self.conversation_id, self.block_id, cursor
-            )
-            if page is None:
-                break
-            pages.append(page.data)
-            if not page.next_cursor:
-                break
-            cursor = page.next_cursor
-        return [_TYPES[m.role](content=m.content) for page in reversed(pages) for m in page]
+        stored = yield from read_messages(self.conversation_id, self.block_id)
+        return [_TYPES[m.role](content=m.content) for m in stored]
 
     def _add(self, messages: Sequence[BaseMessage]) -> Plan[None]:
         roles = [role_of(m) for m in messages]  # every message checked before any is sent
+        pairs = []
         for message, role in zip(messages, roles, strict=True):
             assert isinstance(message.content, str)
-            yield p.memory_add(self.conversation_id, role, message.content, block_id=self.block_id)
+            pairs.append((role, message.content))
+        yield from add_messages(self.conversation_id, self.block_id, pairs)
 
     def _clear(self) -> Plan[None]:
-        yield p.memory_delete(self.conversation_id, block_id=self.block_id)
+        yield from delete_memory(self.conversation_id, self.block_id)
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]

@@ -113,6 +113,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             status, message = self._refusal
             self._refusal = None
             self._refuse(status, message)
+        elif self._in_body and not self.cycle.response_started:
+            # The request's own body is malformed: the 400 is its answer, not the app's.
+            self._body_done()
+            self._answer_instead_of_app(400, MALFORMED)
         else:  # uvicorn's own answer is text/plain: every refusal is the error envelope
             self._refuse(400, MALFORMED)
 
@@ -171,12 +175,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle.response_started:  # the app answers already; the client will not get all of it
             self.transport.close()
+            cycle.disconnected = True
+            cycle.message_event.set()
         else:
-            message = f"request body not received within {self.body_timeout:g} s"
-            self._refuse(408, message, for_cycle=True)
-            cycle.scope[ANSWERED_SCOPE_KEY] = 408  # type: ignore[literal-required]
+            self._answer_instead_of_app(
+                408, f"request body not received within {self.body_timeout:g} s"
+            )
+
+    def _answer_instead_of_app(self, status: int, message: str) -> None:
+        """The current request answered by the protocol (its body timed out or is malformed)."""
+        cycle = self.cycle
+        self._refuse(status, message, for_cycle=True)
+        cycle.scope[ANSWERED_SCOPE_KEY] = status  # type: ignore[literal-required]
         # The app, waiting in receive() for the rest, is told the client is gone; whatever it
-        # still sends is dropped (the answer is the 408 above).
+        # still sends is dropped (the answer is the one above).
         cycle.disconnected = True
         cycle.message_event.set()
 

@@ -21,20 +21,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar._parsers import parse_query_string
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware._internal.exceptions.middleware import ExceptionHandlerMiddleware
+from litestar.serialization import encode_json
 from litestar.types import ASGIApp, HTTPScope, Receive, ReceiveMessage, Scope, Send
 from litestar.utils.scope.state import ScopeState
 
 from ..services.container import Services
 from ..services.workspaces import Principal
-from .auth import admit, principal_of, secret_of
+from .auth import CREDENTIAL_HEADERS, admit, first_headers, principal_of, secret_of
 from .errors import EXCEPTION_HANDLERS
 from .guards import check_encoding
+from .json_body import repeated_member
 
 # Host values Litestar accepts, narrowed to the usual ones (names, IPv4, [IPv6], a port). A
 # request with any other Host goes to Litestar, which accepts it or answers 400 itself.
@@ -206,6 +210,62 @@ class FastPath:
         scope["route_handler"] = self.handler
         ScopeState.from_scope(scope).exception_handlers = self.exception_handlers
         await self.errors.handle_request_exception(scope["litestar_app"], scope, receive, send, exc)
+
+    async def admitted_body(
+        self, scope: HTTPScope, receive: Receive, send: Send, wanted: dict[bytes, str]
+    ) -> tuple[Principal, bytes, Receive] | None:
+        """The credential before the body (and without waiting for it), then the body whole; None
+        once the request is answered (refused) or handed to Litestar (a body not plainly sent)."""
+        try:
+            principal = await self.principal(scope, wanted)
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return None
+        body, receive = await plain_body(wanted, receive, self.max_body)
+        if body is None:
+            await self.app(scope, receive, send)
+            return None
+        return principal, body, receive
+
+
+class JsonFastPath(FastPath):
+    """A route whose JSON body is decoded straight into `body_type`, strictly: a body that is not
+    plainly valid (malformed, lenient, repeating a member) is handed to Litestar untouched, so
+    that every refusal of a body stays Litestar's. `respond` gives the answer's struct."""
+
+    body_type: type
+    headers: frozenset[bytes] = CREDENTIAL_HEADERS | BODY_HEADERS  # those `respond` is given
+
+    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
+        super().__init__(app, litestar, services)
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(self.body_type)
+
+    async def respond(self, principal: Principal, data: Any, headers: dict[bytes, str]) -> object:
+        raise NotImplementedError
+
+    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        wanted = first_headers(scope, self.headers)
+        if wanted is None:  # a header repeated: Litestar's reading decides
+            await self.app(scope, receive, send)
+            return
+        admitted = await self.admitted_body(scope, receive, send, wanted)
+        if admitted is None:
+            return
+        principal, body, receive = admitted
+        try:
+            data = self.decoder.decode(body)
+        except Exception:  # any doubt about the body: Litestar's reading and words
+            await self.app(scope, receive, send)
+            return
+        if repeated_member(body) is not None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            answer = await self.respond(principal, data, wanted)
+        except Exception as exc:
+            await self.refuse(scope, receive, send, exc)
+            return
+        await send_json(send, encode_json(answer))
 
 
 class FastPaths:

@@ -20,7 +20,6 @@ from .auth import CREDENTIAL_HEADERS, first_headers
 from .fast_path import (
     BODY_HEADERS,
     FastPath,
-    plain_body,
     send_answer,
     single_values,
 )
@@ -54,15 +53,10 @@ class KvSetFastPath(FastPath):
         if query is None or wanted is None:
             await self.app(scope, receive, send)
             return
-        try:  # the credential before the body (and without waiting for it)
-            principal = await self.principal(scope, wanted)
-        except Exception as exc:
-            await self.refuse(scope, receive, send, exc)
+        admitted = await self.admitted_body(scope, receive, send, wanted)
+        if admitted is None:
             return
-        body, receive = await plain_body(wanted, receive, self.max_body)
-        if body is None:
-            await self.app(scope, receive, send)
-            return
+        principal, body, receive = admitted
         ttl, content_type = query
         try:
             status, tag, written = await set_answer(

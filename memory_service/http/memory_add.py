@@ -12,61 +12,23 @@ repeats a member (http/json_body.py) is one of those: Litestar's request class r
 
 from __future__ import annotations
 
-import msgspec
-from litestar import Litestar
-from litestar.serialization import encode_json
-from litestar.types import ASGIApp, HTTPScope, Receive, Send
+from typing import Any
 
-from ..services.container import Services
-from .auth import CREDENTIAL_HEADERS, first_headers
-from .fast_path import (
-    BODY_HEADERS,
-    FastPath,
-    plain_body,
-    send_json,
-)
-from .json_body import repeated_member
+from ..services.workspaces import Principal
+from .auth import CREDENTIAL_HEADERS
+from .fast_path import BODY_HEADERS, JsonFastPath
 from .memory import add_answer
 from .memory_schemas import MemoryAddBody
 
 PATH = "/api/memory"
-_READ = CREDENTIAL_HEADERS | BODY_HEADERS | {b"idempotency-key"}
 
 
-class MemoryAddFastPath(FastPath):
+class MemoryAddFastPath(JsonFastPath):
     operation_id = "memoryAdd"
     method = "POST"
     path = PATH
+    body_type = MemoryAddBody
+    headers = CREDENTIAL_HEADERS | BODY_HEADERS | {b"idempotency-key"}
 
-    def __init__(self, app: ASGIApp, litestar: Litestar, services: Services) -> None:
-        super().__init__(app, litestar, services)
-        self.decoder = msgspec.json.Decoder(MemoryAddBody)
-
-    async def answer(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        wanted = first_headers(scope, _READ)
-        if wanted is None:
-            await self.app(scope, receive, send)
-            return
-        try:  # the credential before the body (and without waiting for it)
-            principal = await self.principal(scope, wanted)
-        except Exception as exc:
-            await self.refuse(scope, receive, send, exc)
-            return
-        body, receive = await plain_body(wanted, receive, self.max_body)
-        if body is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            data = self.decoder.decode(body)
-        except Exception:  # any doubt about the body: Litestar's reading and words
-            await self.app(scope, receive, send)
-            return
-        if repeated_member(body) is not None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            added = await add_answer(self.services, principal, data, wanted.get(b"idempotency-key"))
-        except Exception as exc:
-            await self.refuse(scope, receive, send, exc)
-            return
-        await send_json(send, encode_json(added))
+    async def respond(self, principal: Principal, data: Any, headers: dict[bytes, str]) -> object:
+        return await add_answer(self.services, principal, data, headers.get(b"idempotency-key"))
